@@ -1,0 +1,1 @@
+"""Evaluation on long-document sets: tasks (loaders), metrics, and scoring."""
