@@ -1,0 +1,162 @@
+"""Streaming runtime: feed tokens chunk by chunk into a MemoryState; generate from it.
+
+Only the memory (fixed size) and the partial last chunk survive between chunks: no KV cache,
+hidden states or token history is kept, so memory use does not grow with the input. A KV cache
+exists only for the final, open chunk (document tail + instruction) while decoding
+(METHOD.md section 9). Beacons keep their training-time cadence while decoding: after every
+`s` text tokens of the last chunk, a temp beacon is fed together with the token it follows.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+
+import torch
+
+from .chunked import Engine
+from .layout import attention_mask
+from .state import MemoryState
+
+SENTINEL = "\u2063COMET_DOCUMENT\u2063"
+
+
+def new_state(model, batch: int = 1) -> MemoryState:
+    """An empty memory for `model` (nothing read yet)."""
+    cfg, conf = model.comet_config, model.config
+    dtype = next(model.parameters()).dtype
+    return MemoryState.empty(conf.num_hidden_layers, conf.hidden_size, cfg.global_slots, cfg.temp_budget,
+                             batch, dtype, getattr(model, "comet_fingerprint", ""))
+
+
+@torch.inference_mode()
+def _close_chunks(eng: Engine, state: MemoryState, text: list[int],
+                  on_chunk: Callable[[MemoryState], None] | None) -> MemoryState:
+    mems = state.layer_memories(eng.device, next(eng.model.parameters()).dtype)
+    C = eng.cfg.chunk_size
+    chunks = state.chunks
+    for a in range(0, len(text), C):
+        ids = torch.tensor([text[a:a + C]], dtype=torch.long)
+        _, _, mems = eng.run_chunk(ids, mems, closed=True)
+        chunks += 1
+        if on_chunk is not None:
+            on_chunk(state.with_layer_memories(mems, chunks=chunks, pending=[]))
+    return state.with_layer_memories(mems, chunks=chunks)
+
+
+def feed(model, state: MemoryState, token_ids: Sequence[int],
+         on_chunk: Callable[[MemoryState], None] | None = None) -> MemoryState:
+    """Read token_ids after `state`; returns the new state (the input state is not modified).
+
+    Full chunks are closed into memory as soon as more than chunk_size tokens are pending, so
+    the open tail (1..chunk_size tokens) stays available for the final chunk of generation."""
+    C = model.comet_config.chunk_size
+    pending = state.pending + list(token_ids)
+    tokens = state.tokens + len(token_ids)
+    n_close = ((len(pending) - 1) // C) * C if pending else 0
+    if n_close == 0:
+        return replace(state, pending=pending, tokens=tokens)
+    new = _close_chunks(Engine(model), state, pending[:n_close], on_chunk)
+    return replace(new, pending=pending[n_close:], tokens=tokens)
+
+
+def chat_frame(tokenizer, instruction: str, system: str | None = None) -> tuple[list[int], list[int]]:
+    """Token ids before and after the document for one user turn of the backbone's chat template.
+
+    The document goes at the start of the user message and the instruction at its end, so the
+    document can be read (and its memory reused) before the instruction is known."""
+    if getattr(tokenizer, "chat_template", None):
+        messages = ([{"role": "system", "content": system}] if system else []) + \
+            [{"role": "user", "content": SENTINEL + "\n\n" + instruction}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        before, after = text.split(SENTINEL, 1)
+    else:
+        before, after = "", "\n\n" + instruction + "\n\nAnswer:"
+    enc = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    prefix = enc(before)
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is not None and getattr(tokenizer, "add_bos_token", False) and (not prefix or prefix[0] != bos):
+        prefix = [bos] + prefix
+    return prefix, enc(after)
+
+
+def stop_ids(tokenizer) -> set[int]:
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    for tok in ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>"):
+        i = tokenizer.convert_tokens_to_ids(tok)
+        if isinstance(i, int) and i != tokenizer.unk_token_id and i is not None:
+            ids.add(i)
+    return ids
+
+
+@torch.inference_mode()
+def generate(model, state: MemoryState, prompt_ids: Sequence[int], max_new_tokens: int = 256,
+             stop: set[int] | frozenset = frozenset(), temperature: float = 0.0, top_p: float = 1.0,
+             repetition_penalty: float = 1.0, seed: int = 0) -> Iterator[int]:
+    """Yield generated token ids, reading the memory of `state` (which is left unchanged).
+
+    The final chunk holds the pending document tail plus prompt_ids; if that is longer than a
+    chunk, the overflow is closed into (a copy of) the memory first."""
+    eng = Engine(model)
+    cfg = eng.cfg
+    text = state.pending + list(prompt_ids)
+    C = cfg.chunk_size
+    if len(text) > C:
+        over = len(text) - C
+        state = _close_chunks(eng, state, text[:over], None)
+        text = text[over:]
+    mems = state.layer_memories(eng.device, next(model.parameters()).dtype)
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    h, ctx, _ = eng.run_chunk(torch.tensor([text]), mems, closed=False, cache=cache)
+    logits = eng.logits(h[:, ctx.layout.text_pos[-1]])[0]
+    banned = torch.tensor([cfg.placeholder_id, cfg.temp_beacon_id] + cfg.global_beacon_ids[: cfg.global_slots])
+    gen = torch.Generator().manual_seed(seed)
+    length, n_text, produced = ctx.layout.length, len(text), []
+    s = cfg.temp_stride if cfg.uses_temp_memory else 0
+    for _ in range(max_new_tokens):
+        tok = _pick(logits, banned, produced, temperature, top_p, repetition_penalty, gen)
+        if tok in stop:
+            return
+        yield tok
+        produced.append(tok)
+        n_text += 1
+        step = [tok, cfg.temp_beacon_id] if s and n_text % s == 0 else [tok]
+        h = _decode(eng, torch.tensor([step], device=eng.device), length, cache)
+        length += len(step)
+        logits = eng.logits(h[:, 0])[0]
+
+
+def _decode(eng: Engine, ids: torch.Tensor, past: int, cache) -> torch.Tensor:
+    """Plain cached decoding through the base layers (no memory is written while decoding)."""
+    h = eng.embed(ids)
+    q = ids.shape[1]
+    pos = torch.arange(past, past + q, device=ids.device).unsqueeze(0)
+    rot, masks = {}, {}
+    for l, layer in enumerate(eng.layers):
+        lt, w = eng.layer_types[l], eng.windows[l]
+        if lt not in rot:
+            rot[lt] = eng.rotary(h, pos, lt)
+        if w not in masks:
+            masks[w] = attention_mask(q, past + q, w, h.device)
+        out = layer.base_layer(h, attention_mask=masks[w], position_ids=pos, position_embeddings=rot[lt],
+                               cache=cache, use_cache=True)
+        h = out[0] if isinstance(out, (tuple, list)) else out
+    return h
+
+
+def _pick(logits, banned, produced, temperature, top_p, repetition_penalty, gen) -> int:
+    logits = logits.float().clone()
+    logits[banned.to(logits.device)] = float("-inf")
+    if repetition_penalty != 1.0 and produced:
+        prev = torch.tensor(sorted(set(produced)), device=logits.device)
+        vals = logits[prev]
+        logits[prev] = torch.where(vals > 0, vals / repetition_penalty, vals * repetition_penalty)
+    if temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits / temperature, -1)
+    if top_p < 1.0:
+        sp, si = probs.sort(descending=True)
+        keep = sp.cumsum(0) - sp < top_p
+        probs = torch.zeros_like(probs).scatter(0, si[keep], sp[keep])
+    return int(torch.multinomial(probs / probs.sum(), 1, generator=gen))
