@@ -219,6 +219,7 @@ def convert_model(src, out_dir, layout: dict | None = None, force: bool = False,
                     delattr(conf, attr)
                 except AttributeError:
                     pass
+        conf.architectures = [type(model).__name__]
         conf.comet = {**cfg.to_dict(), "base_sha256": _tensors_sha256(base),
                       "source": "embedded:" + DEFAULT_NAME if src is None else str(src)}
         save_file(base, str(tmp / "model.safetensors"), metadata={"format": "pt"})

