@@ -49,9 +49,10 @@ def shift_labels(input_ids: Sequence[int], supervised: Sequence[bool]) -> list[i
 
 # ---- chat ---------------------------------------------------------------------------------------
 
-def read_chat_jsonl(path: str | Path) -> list[list[dict]]:
-    """The conversations of a JSONL file: rows with `messages`, a list of {role, content} or a JSON
-    string of one. Raises DataError naming the file and line of the first bad row."""
+def read_chat_jsonl(path: str | Path) -> list[tuple[int, list[dict]]]:
+    """(line number, messages) for every row of a JSONL file: rows with `messages`, a list of
+    {role, content} or a JSON string of one. Raises DataError naming the file and line of the
+    first bad row."""
     path = Path(path)
     if not path.is_file():
         raise fail(path, "no such file (chat JSONL)", DataError)
@@ -80,22 +81,24 @@ def read_chat_jsonl(path: str | Path) -> list[list[dict]]:
                     raise DataError(f"{where}: message {i} needs string 'role' and 'content'")
             if not any(m["role"] == "assistant" for m in messages):
                 raise DataError(f"{where}: no assistant message")
-            chats.append([{"role": m["role"], "content": m["content"]} for m in messages])
+            chats.append((lineno, [{"role": m["role"], "content": m["content"]} for m in messages]))
     return chats
 
 
 def assistant_spans(messages: list[dict], tokenizer) -> tuple[str, list[tuple[int, int]]]:
     """The rendered chat and the character span of every assistant message's content.
 
-    Rendering messages[:i] with the generation prompt gives where message i's content may start
-    (prefix-stable templates); its content is then found in the full text from there on. This
-    works without `{% generation %}` support in the template.
+    Rendering messages[:i] (with the generation prompt before an assistant turn) gives where
+    message i's content may start, so a role header or system prompt is never mistaken for it;
+    the content is then found in the full text from there on. This works without
+    `{% generation %}` support, and with templates that trim content or add think blocks.
     """
     full = tokenizer.apply_chat_template(messages, tokenize=False)
     spans, cursor = [], 0
     for i, m in enumerate(messages):
-        if m["role"] == "assistant" and i > 0:
-            prefix = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
+        if i > 0:
+            prefix = tokenizer.apply_chat_template(messages[:i], tokenize=False,
+                                                   add_generation_prompt=m["role"] == "assistant")
             if full.startswith(prefix):
                 cursor = max(cursor, len(prefix))
         content = m["content"] if m["content"] in full[cursor:] else m["content"].strip()
@@ -144,7 +147,14 @@ def chat_sample(messages: list[dict], tokenizer, max_tokens: int) -> Sample | No
 
 def chat_samples(path: str | Path, tokenizer, max_tokens: int) -> list[Sample]:
     """All usable chats of a JSONL file (see chat_sample); DataError if none is usable."""
-    samples = [s for s in (chat_sample(m, tokenizer, max_tokens) for m in read_chat_jsonl(path)) if s]
+    samples = []
+    for lineno, messages in read_chat_jsonl(path):
+        try:
+            sample = chat_sample(messages, tokenizer, max_tokens)
+        except DataError as e:
+            raise DataError(f"{path}:{lineno}: {e}") from None
+        if sample is not None:
+            samples.append(sample)
     if not samples:
         raise fail(path, f"no chat keeps a supervised assistant token within max_tokens={max_tokens}", DataError)
     return samples
