@@ -6,8 +6,10 @@ import sys
 
 from rich.console import Console
 
-out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
-err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+# No fixed file: rich then looks up sys.stdout / sys.stderr at each write, so redirection
+# (tests, pipes) is honoured.
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def result(text: str, end: str = "\n") -> None:

@@ -44,8 +44,6 @@ def convert(src, out, force, chunk_size, global_slots, temp_stride, temp_budget,
     with console.err.status("converting", spinner="dots") as status:
         def step(msg):
             status.update(msg)
-            if not console.progress_enabled():
-                console.info(msg)
         path = convert_model(src, out, layout=layout, force=force, step=step, memory_weights=memory_weights)
     from comet_cli.commands.info import describe
 

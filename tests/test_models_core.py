@@ -1,0 +1,141 @@
+"""Core invariants of the memory plug-in (METHOD.md section 13), on every FAMILIES row."""
+import copy
+
+import pytest
+import torch
+
+from comet_models.chunked import Engine, sequence_loss
+from comet_models.config import CometConfig
+from comet_models.inject import FAMILIES, add_memory_tokens, inject_memory, remove_memory
+from comet_models.layout import chunk_input_ids, chunk_layout, split_chunks
+from comet_models.memory import MemoryModules, fifo_push
+from comet_models.reference import reference_loss
+from tests.tiny import CONFIGS, LAYOUT, base_model, comet_model, sample
+
+FAMS = sorted(CONFIGS)
+
+
+def test_every_family_row_has_a_tiny_config():
+    assert set(FAMILIES) == set(CONFIGS)
+
+
+@pytest.mark.parametrize("family", FAMS)
+def test_identity_at_init_one_chunk(family):
+    """Fresh memory modules, one chunk, empty memory: text logits equal the base model's."""
+    base = base_model(family)
+    cfg = CometConfig(**LAYOUT)
+    add_memory_tokens(base, cfg)
+    model = inject_memory(copy.deepcopy(base), cfg)
+    ids, _ = sample(13)
+    eng = Engine(model)
+    h, ctx, _ = eng.run_chunk(ids, eng.empty_memory(), closed=True)
+    got = eng.logits(h)[:, ctx.layout.text_pos]
+    chunk_ids = chunk_input_ids(ids, ctx.layout, cfg)
+    pos = torch.arange(chunk_ids.shape[1]).unsqueeze(0)
+    want = base(input_ids=chunk_ids, position_ids=pos).logits[:, ctx.layout.text_pos]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMS)
+def test_plain_forward_of_injected_model_is_the_base_model(family):
+    base = base_model(family)
+    cfg = CometConfig(**LAYOUT)
+    add_memory_tokens(base, cfg)
+    model = inject_memory(copy.deepcopy(base), cfg)
+    ids, _ = sample(20)
+    torch.testing.assert_close(model(ids).logits, base(ids).logits)
+    remove_memory(model)
+    torch.testing.assert_close(model(ids).logits, base(ids).logits)
+
+
+@pytest.mark.parametrize("family", FAMS)
+@pytest.mark.parametrize("sizes", [[16], [16, 16, 16], [16] * 6 + [5]], ids=["1", "3", "7-short-last"])
+def test_fast_path_matches_reference_outputs_and_gradients(family, sizes):
+    model = comet_model(family)
+    ids, labels = sample(sum(sizes))
+    params = [p for p in model.parameters()]
+    fast, n_fast = sequence_loss(model, ids, labels, sizes)
+    g_fast = torch.autograd.grad(fast, params, allow_unused=True)
+    ref, n_ref = reference_loss(model, ids, labels, sizes)
+    g_ref = torch.autograd.grad(ref, params, allow_unused=True)
+    assert n_fast == n_ref == sum(sizes) - 1
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g_fast, g_ref):
+        if a is None or b is None:
+            assert a is None and b is None
+            continue
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # memory parameters actually receive gradient when there is more than one chunk
+    if len(sizes) > 1:
+        mem_grads = [g for p, g in zip(model.named_parameters(), g_fast) if "comet_memory.gate" in p[0]]
+        assert any(g is not None and g.abs().sum() > 0 for g in mem_grads)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3_text"])
+def test_layer_major_equals_chunk_major(family):
+    model = comet_model(family)
+    ids, labels = sample(16 * 4 + 3)
+    sizes = split_chunks(ids.shape[1], 16)
+    a, _ = sequence_loss(model, ids, labels, sizes, order="layer")
+    b, _ = sequence_loss(model, ids, labels, sizes, order="chunk")
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_batch_of_two_equals_two_single_runs():
+    model = comet_model("qwen3")
+    ids, labels = sample(40, batch=2)
+    sizes = split_chunks(40, 16)
+    both, n = sequence_loss(model, ids, labels, sizes)
+    one = sum(sequence_loss(model, ids[i:i + 1], labels[i:i + 1], sizes)[0] for i in range(2))
+    torch.testing.assert_close(both, one, rtol=1e-5, atol=1e-5)
+
+
+def test_layout_places_beacons_and_slots():
+    cfg = CometConfig(chunk_size=8, global_slots=2, temp_stride=4, temp_budget=3,
+                      placeholder_id=90, temp_beacon_id=91, global_beacon_ids=[92, 93])
+    # METHOD.md 4.3: chunk2 of the worked example, with 3 valid FIFO entries
+    lay = chunk_layout(4, cfg, n_global=2, n_temp=3, closed=True)
+    ids = chunk_input_ids(torch.tensor([[16, 17, 18, 19]]), lay, cfg)
+    assert ids.tolist() == [[90, 90, 90, 90, 90, 16, 17, 18, 19, 91, 92, 93]]
+    # a closed chunk gets a beacon after its trailing partial segment; an open one does not
+    closed = chunk_input_ids(torch.tensor([[1, 2, 3, 4, 5]]), chunk_layout(5, cfg, 0, 0, True), cfg)
+    open_ = chunk_input_ids(torch.tensor([[1, 2, 3, 4, 5]]), chunk_layout(5, cfg, 0, 0, False), cfg)
+    assert closed.tolist() == [[1, 2, 3, 4, 91, 5, 91, 92, 93]]
+    assert open_.tolist() == [[1, 2, 3, 4, 91, 5]]
+
+
+def test_fifo_keeps_newest_entries_in_order():
+    q = None
+    for step in range(5):
+        entries = torch.full((1, 3, 1), float(step)) + torch.arange(3.0).view(1, 3, 1) / 10
+        q = fifo_push(q, entries, budget=7)
+        assert q.shape[1] <= 7
+    assert q[0, :, 0].tolist() == pytest.approx([2.2, 3.0, 3.1, 3.2, 4.0, 4.1, 4.2])
+
+
+def test_gate_is_one_value_per_slot_and_saturated_gate_freezes_state():
+    mm = MemoryModules(8, rank=2)
+    state, readout = torch.randn(1, 3, 8), torch.randn(1, 3, 8)
+    gate = torch.sigmoid(mm.gate(torch.cat([mm.global_norm(readout), state], -1)))
+    assert gate.shape == (1, 3, 1) and bool(((gate > 0) & (gate < 1)).all())
+    with torch.no_grad():
+        mm.gate.weight.fill_(0)
+        mm.gate.weight[0, 8:] = 1e4 * torch.sign(state[0, 0])  # huge positive logit on this slot
+    new = mm.update_global(state, readout)
+    torch.testing.assert_close(new[0, 0], state[0, 0])
+
+
+def test_rla_starts_as_identity():
+    mm = MemoryModules(8, rank=2)
+    x = torch.randn(2, 3, 8)
+    torch.testing.assert_close(mm.read_global(x), x)
+
+
+def test_unsupported_family_names_the_supported_ones():
+    from transformers import GPT2Config, AutoModelForCausalLM
+    from comet_cli.errors import UnsupportedModelError
+
+    m = AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50))
+    cfg = CometConfig(**LAYOUT)
+    with pytest.raises(UnsupportedModelError, match="gpt2.*supported: gemma3_text, llama, mistral, qwen2, qwen3"):
+        inject_memory(m, cfg)

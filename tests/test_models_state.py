@@ -1,0 +1,130 @@
+"""Streaming runtime and memory-state files."""
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from comet_cli.errors import StateError
+from comet_models.runtime import feed, generate, new_state
+from comet_models.state import FORMAT_VERSION, MemoryState
+from tests.tiny import comet_model, sample
+
+
+def _feed_chunks(model, n_chunks, seed=0):
+    ids, _ = sample(16 * n_chunks + 3, seed=seed)
+    return feed(model, new_state(model), ids[0].tolist())
+
+
+def test_state_size_is_constant_in_the_number_of_chunks():
+    model = comet_model("llama")
+    a, b = _feed_chunks(model, 2), _feed_chunks(model, 50)
+    assert (a.chunks, b.chunks) == (2, 50)
+    assert a.tensor_bytes() == b.tensor_bytes()
+    assert {k: v.shape for k, v in a._tensors(16).items()} == {k: v.shape for k, v in b._tensors(16).items()}
+
+
+def test_fifo_in_state_stays_within_budget_and_is_marked_valid():
+    model = comet_model("llama")  # 4 beacons per chunk, budget 6
+    one = _feed_chunks(model, 1)
+    assert int(one.temp_valid.sum()) == 4
+    many = _feed_chunks(model, 5)
+    assert int(many.temp_valid.sum()) == 6
+
+
+def test_feeding_in_pieces_equals_feeding_at_once():
+    model = comet_model("qwen3")
+    ids, _ = sample(16 * 4 + 7)
+    whole = feed(model, new_state(model), ids[0].tolist())
+    st = new_state(model)
+    for a in range(0, ids.shape[1], 5):
+        st = feed(model, st, ids[0, a:a + 5].tolist())
+    assert st.sha256() == whole.sha256()
+    assert (st.tokens, st.chunks, st.pending) == (whole.tokens, whole.chunks, whole.pending)
+
+
+def test_runtime_matches_training_forward_logits():
+    """Generation's first token comes from the same logits the training forward computes."""
+    from comet_models.chunked import Engine
+    model = comet_model("gemma3_text")
+    ids, _ = sample(16 * 3 + 5)
+    st = feed(model, new_state(model), ids[0, :40].tolist())
+    first = next(generate(model, st, ids[0, 40:].tolist(), max_new_tokens=1))
+    eng = Engine(model)
+    mems = eng.empty_memory()
+    for a in (0, 16):
+        _, _, mems = eng.run_chunk(ids[:, a:a + 16], mems)
+    h, ctx, _ = eng.run_chunk(ids[:, 32:], mems, closed=False)
+    logits = eng.logits(h[:, ctx.layout.text_pos[-1]])[0]
+    banned = [model.comet_config.placeholder_id, model.comet_config.temp_beacon_id] + model.comet_config.global_beacon_ids
+    logits[banned] = float("-inf")
+    assert first == int(logits.argmax())
+
+
+def test_generation_does_not_change_the_state_and_is_deterministic():
+    model = comet_model("llama")
+    st = _feed_chunks(model, 3)
+    digest = st.sha256()
+    a = list(generate(model, st, [5, 6, 7], max_new_tokens=12))
+    b = list(generate(model, st, [5, 6, 7], max_new_tokens=12))
+    assert a == b and len(a) == 12
+    assert st.sha256() == digest
+
+
+def test_save_load_round_trip_is_bit_identical(tmp_path):
+    model = comet_model("llama")
+    st = _feed_chunks(model, 3)
+    st.meta = {"sources": [{"path": "a.txt", "end": 12}]}
+    path = tmp_path / "s.safetensors"
+    digest = st.save(path, chunk_size=16)
+    back = MemoryState.load(path, fingerprint=st.fingerprint)
+    assert back.sha256() == digest == st.sha256()
+    assert torch.equal(back.global_state, st.global_state) and torch.equal(back.temp_memory, st.temp_memory)
+    assert (back.pending, back.tokens, back.chunks, back.meta) == (st.pending, st.tokens, st.chunks, st.meta)
+    # continuing from the loaded state equals continuing from the original
+    more, _ = sample(40, seed=3)
+    assert feed(model, back, more[0].tolist()).sha256() == feed(model, st, more[0].tolist()).sha256()
+
+
+def test_truncated_state_file_fails_with_one_line(tmp_path):
+    model = comet_model("llama")
+    path = tmp_path / "s.safetensors"
+    _feed_chunks(model, 2).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(StateError, match=r"s.safetensors: not a readable state file") as e:
+        MemoryState.load(path)
+    assert "\n" not in str(e.value)
+
+
+def test_state_from_another_model_or_newer_format_is_refused(tmp_path):
+    model = comet_model("llama")
+    st = _feed_chunks(model, 2)
+    st.fingerprint = "aaaa"
+    path = tmp_path / "s.safetensors"
+    st.save(path)
+    with pytest.raises(StateError, match="written by another model"):
+        MemoryState.load(path, fingerprint="bbbb")
+    newer = tmp_path / "new.safetensors"
+    t = st._tensors()
+    save_file(t, str(newer), metadata={"format": "comet-memory-state", "format_version": str(FORMAT_VERSION + 1),
+                                       "tokens": "0", "chunks": "0"})
+    with pytest.raises(StateError, match="newer than this toolkit"):
+        MemoryState.load(newer)
+    with pytest.raises(StateError, match="no such state file"):
+        MemoryState.load(tmp_path / "missing.safetensors")
+
+
+def test_state_write_is_atomic(tmp_path, monkeypatch):
+    """A failing write leaves the previous file intact and no temporary file behind."""
+    model = comet_model("llama")
+    path = tmp_path / "s.safetensors"
+    first = _feed_chunks(model, 2)
+    digest = first.save(path)
+    import safetensors.torch as st_mod
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(st_mod, "save_file", boom)
+    with pytest.raises(OSError):
+        _feed_chunks(model, 3).save(path)
+    assert MemoryState.load(path).sha256() == digest
+    assert [p.name for p in tmp_path.iterdir()] == ["s.safetensors"]
