@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_read_support import comet, tiny_model, write_text  # noqa: F401 (fixtures)
+from tests.test_read_support import comet, one_thread, tiny_model, write_text  # noqa: F401 (fixtures)
 
 
 def _json(out: str) -> dict:

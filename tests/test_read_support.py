@@ -35,6 +35,17 @@ def tiny_model(tmp_path_factory) -> str:
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-model")))
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models are bound by per-op overhead; a second thread only fights other processes."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def comet(monkeypatch, capsys):
     """run(*args) -> (exit code, stdout, stderr) of `comet ARGS`, through cli.main's error boundary."""

@@ -111,6 +111,7 @@ def read_document(model, tokenizer, sources: list[SourceFile], prefix_ids: list[
         resumed_from = str(path)
         opts.on_step(f"continuing from {path} ({state.tokens:,} tokens already read)")
     run = _Run(model, tokenizer, opts, frame, state, match, t0)
+    run.tokens_this_run = state.tokens if start is None else 0
     try:
         run.read_all(sources)
     finally:
