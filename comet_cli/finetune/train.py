@@ -1,0 +1,535 @@
+"""The fine-tuning recipe as a plain loop: setup, train, save_checkpoint, export, cleanup.
+
+    run = setup(recipe, recipe_dir)          # model, trainable set, AdamW, data stream, resume
+    train(run)                               # steps, metrics.jsonl, checkpoints, passkey eval
+    export(run)                              # OUTPUT_DIR/model and OUTPUT_DIR/memory.safetensors
+    cleanup(run)
+
+One optimizer step draws batch_size * grad_accum samples from the MixedStream, cuts each into
+chunks (planning.plan_sample, seeded by the step so a resumed run plans the same), and
+backpropagates the summed loss divided by the step's supervised token count (METHOD.md 8.1).
+With WORLD_SIZE > 1 (torchrun) every rank gets the same samples and computes its own block of
+chunks (parallel.pipeline_loss, METHOD.md 10); gradients are then summed over ranks, so every
+replica takes the same AdamW step.
+
+Everything a step depends on is the weights, the optimizer state, the data position and the step
+number, all in a checkpoint: a resumed run logs the same losses as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from comet_cli import console
+from comet_cli.errors import RecipeError
+from comet_cli.finetune import checkpoint as ckpt
+from comet_cli.finetune.config import Recipe, recipe_fingerprint, recipe_to_yaml
+from comet_cli.finetune.data import Sample, boundary_token_ids, build_stream
+from comet_cli.finetune.planning import plan_sample
+from comet_cli.finetune.trainable import TrainableSet, load_trainable_state, mark_trainable, trainable_state_dict
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class Dist:
+    """This process's place in the pipeline (rank 0 of 1 without torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+    group: object = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class Run:
+    """Everything `setup` builds and the loop uses."""
+
+    recipe: Recipe
+    fingerprint: str
+    output_dir: Path
+    model_dir: Path
+    model: torch.nn.Module
+    tokenizer: object
+    tset: TrainableSet
+    optimizer: torch.optim.Optimizer
+    stream: object
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    dist: Dist
+    data: object = None  # the recipe's DataSection with resolved paths
+    boundaries: frozenset = frozenset()
+    start_step: int = 0
+    quiet: bool = False
+    summary: dict = field(default_factory=dict)
+
+
+def read_dist_env() -> Dist:
+    """RANK / WORLD_SIZE as set by torchrun or accelerate launch."""
+    return Dist(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def pick_device(recipe: Recipe, dist: Dist) -> torch.device:
+    want = recipe.train.device
+    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RecipeError("train.device is cuda but no CUDA device is available (use train.device=cpu)")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) if dist.world > 1 else 0)
+    return torch.device("cpu")
+
+
+def _dtype(name: str, default: torch.dtype) -> torch.dtype:
+    return default if name == "auto" else getattr(torch, name)
+
+
+def autocast_dtype(recipe: Recipe, device: torch.device) -> torch.dtype | None:
+    """train.dtype: mixed precision for the forward (weights and AdamW stay in model.dtype).
+    auto = bfloat16 on a GPU that supports it, plain float32 on CPU."""
+    if recipe.train.dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    dt = _dtype(recipe.train.dtype, torch.float32)
+    return None if dt == torch.float32 else dt
+
+
+def check_output_dir(output_dir: Path, resuming: bool, overwrite: bool) -> None:
+    """A fresh run never mixes into an earlier run's checkpoints and metrics."""
+    import shutil
+
+    if resuming or not output_dir.exists():
+        return
+    old = [p for p in (output_dir / "checkpoints", output_dir / METRICS_FILE) if p.exists()]
+    if old and not overwrite:
+        raise RecipeError(f"{output_dir}: holds an earlier run; continue it with --resume {output_dir}, "
+                          f"start over with --overwrite, or pick another train.output_dir=...")
+    for p in old + [output_dir / "model", output_dir / "memory.safetensors", output_dir / "lora.safetensors"]:
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+# ---- model and data sources ---------------------------------------------------------------------
+
+# tiny-random:<family>: a 2-layer random model with the SmolLM2 vocabulary, for smoke tests and CI.
+TINY_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=16, max_position_embeddings=4096, tie_word_embeddings=True)
+TINY_LAYOUT = dict(chunk_size=64, global_slots=4, temp_stride=8, temp_budget=16, rla_rank=4)
+
+
+def _cache_dir(name: str, key: dict) -> Path:
+    import hashlib
+
+    from comet_models.convert import comet_home
+
+    tag = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+    return comet_home() / "models" / f"{name}-{tag}"
+
+
+def resolve_model_dir(recipe: Recipe, step=lambda msg: None) -> Path:
+    """The CoMeT folder a recipe trains, converting `model.source` on first use.
+
+    default        the embedded SmolLM2 (converted into $COMET_HOME once)
+    tiny-random:F  a tiny random model of family F, built and cached in $COMET_HOME
+    a CoMeT folder used as is (memory.* must agree with its layout)
+    an HF folder or .gguf  converted into $COMET_HOME/models with memory.* as the layout
+    """
+    from comet_models.convert import DEFAULT_LAYOUT, convert_model, ensure_default_model
+
+    layout = {k: v for k, v in dataclasses.asdict(recipe.memory).items() if v is not None}
+    src = recipe.model.source
+    if src == "default":
+        if not layout or layout == {k: DEFAULT_LAYOUT[k] for k in layout}:
+            return ensure_default_model(step)
+        out = _cache_dir("smollm2-135m-instruct", layout)
+        if not (out / "config.json").is_file():
+            step(f"converting the embedded default model into {out}")
+            convert_model(None, out, layout=layout, force=True, step=step)
+        return out
+    if src.startswith("tiny-random:"):
+        family = src.split(":", 1)[1]
+        out = _cache_dir(f"tiny-random-{family}", layout)
+        if not (out / "config.json").is_file():
+            build_tiny_random(family, out, {**TINY_LAYOUT, **layout}, step)
+        return out
+    path = Path(src).expanduser()
+    if not path.exists():
+        raise RecipeError(f"model.source: {src}: no such file or folder (or use 'default', 'tiny-random:llama')")
+    conf = path / "config.json"
+    comet = json.loads(conf.read_text()).get("comet") if conf.is_file() else None
+    if comet:
+        differ = {k: (comet.get(k), v) for k, v in layout.items() if comet.get(k) != v}
+        if differ:
+            raise RecipeError(f"memory: {differ} (folder, recipe) differ from the layout of the CoMeT folder {path}; "
+                              "drop those memory.* keys or train from the original Hugging Face model")
+        return path
+    out = _cache_dir(path.stem or path.name, {"source": str(path.resolve()), **layout})
+    if not (out / "config.json").is_file():
+        step(f"converting {path} into {out}")
+        convert_model(path, out, layout=layout, force=True, step=step)
+    return out
+
+
+def build_tiny_random(family: str, out: Path, layout: dict, step=lambda msg: None) -> Path:
+    """A random-weight model of `family` with the SmolLM2 tokenizer, converted into `out`."""
+    import shutil
+
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from comet_models.convert import convert_model, default_gguf
+    from comet_models.inject import ALIASES, FAMILIES
+
+    model_type = ALIASES.get(family, family)
+    if model_type not in FAMILIES:
+        raise RecipeError(f"model.source: tiny-random:{family}: unknown family (known: {', '.join(sorted(FAMILIES))})")
+    step(f"building tiny-random:{family}")
+    gguf = default_gguf()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    conf = AutoConfig.for_model(model_type, vocab_size=len(tok), bos_token_id=tok.bos_token_id,
+                                eos_token_id=tok.eos_token_id, **TINY_SHAPE)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(conf)
+    tmp = out.parent / f".{out.name}.hf-{os.getpid()}"
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        convert_model(tmp, out, layout=layout, force=True, step=step)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def default_data_dir() -> Path:
+    """$COMET_DATA, else ../shared/data beside a checkout (where the project keeps its data)."""
+    if os.environ.get("COMET_DATA"):
+        return Path(os.environ["COMET_DATA"])
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def resolve_path(path: str, recipe_dir: Path | None) -> str:
+    """`${COMET_DATA}` (and any other `${VAR}`) expanded; a relative path is relative to the
+    recipe file's folder, so a recipe means the same files wherever it is run from."""
+    expanded = path.replace("${COMET_DATA}", str(default_data_dir()))
+    expanded = os.path.expandvars(expanded)
+    if "${" in expanded or "$" in expanded.split("/")[0]:
+        raise RecipeError(f"data path {path!r}: environment variable not set")
+    p = Path(expanded).expanduser()
+    if not p.is_absolute() and recipe_dir is not None:
+        p = recipe_dir / p
+    return str(p)
+
+
+def prepare_data_section(data, recipe_dir: Path | None, check: bool = True):
+    """A copy of the recipe's data section with every path resolved (and, with check, existing)."""
+    from comet_cli.errors import DataError
+
+    sources = []
+    for i, spec in enumerate(data.sources):
+        fields = {}
+        for name in ("paths", "filler"):
+            fields[name] = [resolve_path(p, recipe_dir) for p in getattr(spec, name)]
+        fields["path"] = resolve_path(spec.path, recipe_dir) if spec.path else None
+        if check:
+            for original, p in zip(spec.files() + spec.filler, ([fields["path"]] if spec.path else []) +
+                                   fields["paths"] + fields["filler"]):
+                if not Path(p).is_file():
+                    hint = " (set COMET_DATA to the folder holding books/ and babi/)" if "COMET_DATA" in original else ""
+                    raise DataError(f"{p}: no such data file (data.sources.{i}){hint}")
+        sources.append(dataclasses.replace(spec, **fields))
+    return dataclasses.replace(data, sources=sources)
+
+
+# ---- setup --------------------------------------------------------------------------------------
+
+def setup(recipe: Recipe, recipe_dir: Path | None = None, resume: str | None = None, overwrite: bool = False,
+          quiet: bool = False, step=lambda msg: None) -> Run:
+    """Load the model, mark what trains, build AdamW and the data stream; restore a checkpoint.
+
+    A resume folder made by another recipe fails here, before the model is loaded."""
+    from comet_cli.modelref import quiet_transformers
+
+    quiet_transformers()
+    dist = read_dist_env()
+    fingerprint = recipe_fingerprint(recipe)
+    checkpoint = None
+    if resume:
+        checkpoint = ckpt.find_checkpoint(resume)
+        ckpt.check_fingerprint(checkpoint, fingerprint)
+    output_dir = Path(recipe.train.output_dir)
+    data = prepare_data_section(recipe.data, recipe_dir)
+    if dist.main:
+        check_output_dir(output_dir, checkpoint is not None, overwrite)
+        output_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(recipe, dist)
+    if dist.world > 1:
+        from comet_cli.finetune import parallel
+
+        backend = None if recipe.parallel.backend == "auto" else recipe.parallel.backend
+        parallel.init_pipeline(backend)
+    # rank 0 converts the source model (if needed) before the others read it
+    model_dir = resolve_model_dir(recipe, step) if dist.main else None
+    _barrier(dist)
+    model_dir = model_dir or resolve_model_dir(recipe, step)
+
+    from comet_models.convert import load_comet
+
+    step(f"loading {model_dir}")
+    model, tok = load_comet(model_dir, dtype=_dtype(recipe.model.dtype, torch.float32))
+    model.to(device).train()
+    torch.manual_seed(recipe.train.seed)
+    random.seed(recipe.train.seed)
+    tset = mark_trainable(model, recipe.trainable)
+    o = recipe.optim
+    optimizer = torch.optim.AdamW(tset.param_groups(o.lr, o.weight_decay, recipe.trainable.memory_lr_mult),
+                                  betas=tuple(o.betas), eps=o.eps)
+    start_step, position = 0, 0
+    if checkpoint is not None:
+        step(f"resuming from {checkpoint}")
+        state = ckpt.load_checkpoint(checkpoint, fingerprint, device)
+        load_trainable_state(model, state.weights)
+        optimizer.load_state_dict(state.optimizer)
+        start_step, position = state.step, state.data_position
+    step("preparing data")
+    check_lengths(data, model.comet_config.chunk_size, dist.world)
+    stream = build_stream(data, tok, model.comet_config.chunk_size, position)
+    run = Run(recipe, fingerprint, output_dir, Path(model_dir), model, tok, tset, optimizer, stream, device,
+              autocast_dtype(recipe, device), dist, data, boundary_token_ids(tok), start_step, quiet or not dist.main)
+    if dist.main:
+        _trim_metrics(output_dir / METRICS_FILE, start_step)
+        (output_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe))
+    return run
+
+
+def check_lengths(data, chunk_size: int, world: int) -> None:
+    """Samples must span more than one chunk (else memory is never used) and, in a pipeline,
+    give every rank at least one chunk. Raises RecipeError."""
+    if data.max_tokens <= chunk_size:
+        raise RecipeError(f"data.max_tokens ({data.max_tokens}) is not longer than one chunk (chunk_size "
+                          f"{chunk_size}): memory would never be used; raise data.max_tokens or lower memory.chunk_size")
+    if world > 1:
+        from comet_cli.finetune.pipeline_plan import plan_blocks
+
+        # the longest samples fill ceil(max_tokens / chunk_size) chunks; shorter ones are cut evenly
+        plan_blocks(-(-data.max_tokens // chunk_size), world)
+
+
+def _barrier(dist: Dist) -> None:
+    if dist.world > 1:
+        torch.distributed.barrier(group=dist.group)
+
+
+def _trim_metrics(path: Path, last_step: int) -> None:
+    # Lines logged after the checkpoint being resumed belong to the interrupted run's future.
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+# ---- one step -----------------------------------------------------------------------------------
+
+def chunk_plan(run: Run, sample: Sample, step: int, index: int) -> list[int]:
+    """Chunk sizes of one sample, drawn from an RNG seeded by (seed, step, index)."""
+    d, C = run.recipe.data, run.model.comet_config.chunk_size
+    rng = random.Random(f"plan:{run.recipe.train.seed}:{step}:{index}")
+    flags = [t in run.boundaries for t in sample.input_ids]
+    _, sizes = plan_sample(len(sample.input_ids), C, d.max_chunks, rng, d.planner, boundaries=flags)
+    world = run.dist.world
+    if len(sizes) < world:
+        n = len(sample.input_ids)
+        if n < world:
+            raise RecipeError(f"a sample of {n} tokens cannot be split over {world} pipeline ranks")
+        q, r = divmod(n, world)
+        sizes = [q + 1] * r + [q] * (world - r)
+    return sizes
+
+
+def lr_factor(recipe: Recipe, step: int) -> float:
+    """Multiplier of each group's base LR for the optimizer step `step` (1-based): linear warm-up
+    over optim.warmup_steps, then cosine to zero at train.steps (or constant)."""
+    o, total = recipe.optim, recipe.train.steps
+    if step <= o.warmup_steps:
+        return step / max(1, o.warmup_steps)
+    if o.schedule == "constant":
+        return 1.0
+    progress = (step - o.warmup_steps) / max(1, total - o.warmup_steps + 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def train_step(run: Run, step: int) -> dict:
+    """One optimizer step; returns its metrics (loss is the step's token-mean)."""
+    recipe, model = run.recipe, run.model
+    t0 = time.time()
+    samples = [next(run.stream) for _ in range(recipe.train.batch_size * recipe.train.grad_accum)]
+    total = sum(s.n_supervised for s in samples)
+    loss_sum, tokens = 0.0, sum(len(s.input_ids) for s in samples)
+    for j, s in enumerate(samples):
+        sizes = chunk_plan(run, s, step, j)
+        ids = torch.tensor([s.input_ids], device=run.device)
+        labels = torch.tensor([s.labels], device=run.device)
+        with torch.autocast(run.device.type, dtype=run.autocast_dtype or torch.float32,
+                            enabled=run.autocast_dtype is not None):
+            loss, _ = _sample_loss(run, ids, labels, sizes)
+        if total:
+            (loss / total).backward()
+        loss_sum += float(loss.detach())
+    if run.dist.world > 1:
+        from comet_cli.finetune import parallel
+
+        with parallel.abort_on_error(run.dist.group):
+            parallel.allreduce_grads(model, run.dist.group)
+            loss_sum, _ = parallel.reduce_loss(torch.tensor(loss_sum, device=run.device), total, run.dist.group)
+    params = run.tset.parameters()
+    clip = recipe.optim.grad_clip if recipe.optim.grad_clip > 0 else float("inf")
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+    factor = lr_factor(recipe, step)
+    for g in run.optimizer.param_groups:
+        g["lr"] = g["base_lr"] * factor
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    seconds = time.time() - t0
+    return {"step": step, "loss": loss_sum / max(total, 1), "lr": recipe.optim.lr * factor,
+            "grad_norm": grad_norm, "tokens": tokens, "tokens_per_s": tokens / max(seconds, 1e-9),
+            "seconds": seconds}
+
+
+def _sample_loss(run: Run, ids, labels, sizes):
+    if run.dist.world > 1:
+        from comet_cli.finetune.parallel import pipeline_loss
+
+        return pipeline_loss(run.model, ids, labels, sizes, run.dist.group, run.recipe.parallel.schedule)
+    from comet_models.chunked import sequence_loss
+
+    return sequence_loss(run.model, ids, labels, sizes)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+
+def train(run: Run) -> dict:
+    """Steps start_step+1 .. train.steps, with logging, evaluation and checkpoints."""
+    recipe = run.recipe
+    steps, every = recipe.train.steps, recipe.checkpoint.every
+    if run.start_step >= steps:
+        console.info(f"checkpoint is at step {run.start_step}, train.steps is {steps}: nothing to train "
+                     f"(raise train.steps=... to continue)")
+        return {"steps": 0}
+    metrics_path = run.output_dir / METRICS_FILE
+    window, last = [], {}
+    t_start = time.time()
+    with console.make_progress(quiet=run.quiet) as progress:
+        task = progress.add_task("fine-tuning", total=steps, completed=run.start_step, extra="")
+        for step in range(run.start_step + 1, steps + 1):
+            m = train_step(run, step)
+            window.append(m)
+            evaluated = evaluate_now(run, step)
+            if step % recipe.train.log_every == 0 or step == steps or evaluated:
+                last = _window_metrics(window, step, time.time() - t_start)
+                last.update(evaluated)
+                window = []
+                if run.dist.main:
+                    with open(metrics_path, "a") as f:
+                        f.write(json.dumps(last) + "\n")
+                    if not progress.live.is_started or progress.disable:
+                        _log_line(last, steps, run.quiet)
+            progress.update(task, completed=step,
+                            extra=f"loss {m['loss']:.3f}  {m['tokens_per_s']:,.0f} tok/s")
+            if (every and step % every == 0) or step == steps:
+                save_checkpoint(run, step)
+    run.summary = {"steps": steps - run.start_step, "final": last, "seconds": time.time() - t_start}
+    return run.summary
+
+
+def _window_metrics(window: list[dict], step: int, seconds: float) -> dict:
+    tokens = sum(m["tokens"] for m in window)
+    busy = sum(m["seconds"] for m in window)
+    out = {"step": step, "loss": sum(m["loss"] for m in window) / len(window), "lr": window[-1]["lr"],
+           "grad_norm": window[-1]["grad_norm"], "tokens_per_s": round(tokens / max(busy, 1e-9), 1),
+           "peak_rss_mb": round(peak_rss_mb(), 1), "seconds": round(seconds, 2)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
+def _log_line(m: dict, steps: int, quiet: bool) -> None:
+    if quiet:
+        return
+    evals = "".join(f"  {k} {v:.2f}" for k, v in m.items() if k.startswith("passkey@"))
+    console.info(f"step {m['step']}/{steps}  loss {m['loss']:.4f}  lr {m['lr']:.2e}  grad_norm {m['grad_norm']:.3f}  "
+                 f"{m['tokens_per_s']:,.0f} tok/s{evals}")
+
+
+def evaluate_now(run: Run, step: int) -> dict:
+    """Pass-key accuracy {"passkey@L": acc} if this step is an evaluation step, else {}."""
+    e = run.recipe.eval
+    due = (e.every and step % e.every == 0) or step == run.recipe.train.steps
+    if not due or not e.samples or not e.passkey_lengths:
+        return {}
+    from comet_cli.finetune.evaluate import filler_files, passkey_accuracy
+    from comet_cli.finetune.synthetic import FillerText
+
+    files = filler_files(run.data.sources)
+    if not files:
+        return {}
+    scores = passkey_accuracy(run.model, run.tokenizer, FillerText(files), e.passkey_lengths, e.samples,
+                              seed=run.recipe.train.seed, rank=run.dist.rank, world=run.dist.world)
+    if run.dist.world > 1:
+        t = torch.tensor([v for L in e.passkey_lengths for v in scores[L]], dtype=torch.float64, device=run.device)
+        torch.distributed.all_reduce(t, group=run.dist.group)
+        scores = {L: (t[2 * i].item(), t[2 * i + 1].item()) for i, L in enumerate(e.passkey_lengths)}
+    return {f"passkey@{L}": round(c / max(n, 1), 4) for L, (c, n) in scores.items()}
+
+
+# ---- checkpoints, export, cleanup ---------------------------------------------------------------
+
+def save_checkpoint(run: Run, step: int) -> Path | None:
+    """Rank 0 writes OUTPUT_DIR/checkpoints/step-N (replicas are identical); the others wait."""
+    path = None
+    if run.dist.main:
+        path = ckpt.save_checkpoint(run.output_dir, step, trainable_state_dict(run.model, run.tset), run.optimizer,
+                                    run.stream.position, run.fingerprint, recipe_to_yaml(run.recipe),
+                                    run.tset.mode, run.recipe.checkpoint.keep)
+    _barrier(run.dist)
+    return path
+
+
+def training_note(recipe: Recipe, steps: int) -> str:
+    """One line for the `training` metadata of the exported weights."""
+    kinds = "+".join(dict.fromkeys(s.kind for s in recipe.data.sources)) or "no"
+    t = recipe.trainable
+    mode = f"lora r{t.lora_rank} on {','.join(t.lora_targets)}" if t.mode == "lora" else f"{t.mode} weights"
+    return f"{kinds} data, {steps} steps, {mode}, lr {recipe.optim.lr:g}, seed {recipe.train.seed}"
+
+
+def export(run: Run) -> dict:
+    """Write OUTPUT_DIR/model (a CoMeT folder: the source folder with the trained weights) and
+    OUTPUT_DIR/memory.safetensors. Rank 0 only. LoRA is merged into the base weights of the
+    folder (and its tensors kept in OUTPUT_DIR/lora.safetensors); the model is changed in place,
+    so export is the last thing a run does."""
+    out = {}
+    if run.dist.main:
+        step = run.start_step + run.summary.get("steps", 0)
+        out = ckpt.export_model(run.model, run.tset, run.model_dir, run.output_dir,
+                           training_note(run.recipe, step or run.recipe.train.steps))
+    _barrier(run.dist)
+    return out
+
+
+def cleanup(run: Run | None) -> None:
+    if run is not None and run.dist.world > 1 and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
