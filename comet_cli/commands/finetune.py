@@ -65,7 +65,7 @@ def finetune(recipe, overrides, dry_run, resume, nproc, overwrite, no_export, qu
         show_plan(rec, path.parent, world)
         return
     if world > 1 and not under_launcher:
-        preflight(rec, path.parent, resume, world)
+        preflight(rec, path.parent, resume, world, overwrite)
         args = ["finetune", str(path), *overrides] + (["--resume", resume] if resume else []) + \
             [flag for flag, on in (("--overwrite", overwrite), ("--no-export", no_export), ("--quiet", quiet)) if on]
         relaunch(world, args)
@@ -86,13 +86,15 @@ def run_recipe(rec, recipe_dir: Path, resume, overwrite: bool, quiet: bool, no_e
                          f"on {run.device}" + (f" x{run.dist.world} ranks" if run.dist.world > 1 else "")
                          + f"; steps {run.start_step + 1}..{rec.train.steps}")
         summary = T.train(run)
-        if not no_export and summary.get("steps"):
+        # a run resumed at its last step only exports: `--resume DIR` doubles as export-only
+        if not no_export:
             written = T.export(run)
             if main:
                 final = summary.get("final", {})
-                console.result(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s "
-                               f"(final loss {final.get('loss', float('nan')):.4f}); wrote {written['model']} "
-                               f"and {written['memory_weights']}; try `comet ask --model {written['model']} ...`")
+                trained = (f"trained {summary['steps']} steps in {summary['seconds']:.1f} s (final loss "
+                           f"{final.get('loss', float('nan')):.4f}); " if summary.get("steps") else "")
+                console.result(f"{trained}wrote {written['model']} and {written['memory_weights']}; "
+                               f"try `comet ask --model {written['model']} FILE QUESTION`")
     except KeyboardInterrupt:
         if run is not None and run.dist.main:
             from comet_cli.finetune.checkpoint import list_checkpoints
@@ -109,7 +111,7 @@ def run_recipe(rec, recipe_dir: Path, resume, overwrite: bool, quiet: bool, no_e
         T.cleanup(run)
 
 
-def preflight(rec, recipe_dir: Path, resume, world: int) -> None:
+def preflight(rec, recipe_dir: Path, resume, world: int, overwrite: bool) -> None:
     """Checks done once in the launching process, so bad input fails with one line before any
     worker starts: resume fingerprint, data files, chunk counts against ranks; converts the model."""
     from comet_cli.finetune import checkpoint as ckpt
@@ -118,6 +120,7 @@ def preflight(rec, recipe_dir: Path, resume, world: int) -> None:
 
     if resume:
         ckpt.check_fingerprint(ckpt.find_checkpoint(resume), recipe_fingerprint(rec))
+    T.check_output_dir(Path(rec.train.output_dir), bool(resume), overwrite, remove=False)
     T.prepare_data_section(rec.data, recipe_dir)
     folder = T.resolve_model_dir(rec)
     T.check_lengths(rec.data, _chunk_size(folder), world)

@@ -103,8 +103,9 @@ def autocast_dtype(recipe: Recipe, device: torch.device) -> torch.dtype | None:
     return None if dt == torch.float32 else dt
 
 
-def check_output_dir(output_dir: Path, resuming: bool, overwrite: bool) -> None:
-    """A fresh run never mixes into an earlier run's checkpoints and metrics."""
+def check_output_dir(output_dir: Path, resuming: bool, overwrite: bool, remove: bool = True) -> None:
+    """A fresh run never mixes into an earlier run's checkpoints and metrics: fail, or with
+    overwrite (and remove) delete what the earlier run wrote."""
     import shutil
 
     if resuming or not output_dir.exists():
@@ -113,6 +114,8 @@ def check_output_dir(output_dir: Path, resuming: bool, overwrite: bool) -> None:
     if old and not overwrite:
         raise RecipeError(f"{output_dir}: holds an earlier run; continue it with --resume {output_dir}, "
                           f"start over with --overwrite, or pick another train.output_dir=...")
+    if not remove:
+        return
     for p in old + [output_dir / "model", output_dir / "memory.safetensors", output_dir / "lora.safetensors"]:
         if p.is_dir():
             shutil.rmtree(p)
@@ -268,8 +271,9 @@ def setup(recipe: Recipe, recipe_dir: Path | None = None, resume: str | None = N
         ckpt.check_fingerprint(checkpoint, fingerprint)
     output_dir = Path(recipe.train.output_dir)
     data = prepare_data_section(recipe.data, recipe_dir)
+    # every rank checks (so every rank fails alike); only rank 0 writes
+    check_output_dir(output_dir, checkpoint is not None, overwrite, remove=dist.main)
     if dist.main:
-        check_output_dir(output_dir, checkpoint is not None, overwrite)
         output_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(recipe, dist)
     if dist.world > 1:
@@ -444,7 +448,8 @@ def train(run: Run) -> dict:
                 if run.dist.main:
                     with open(metrics_path, "a") as f:
                         f.write(json.dumps(last) + "\n")
-                    if not progress.live.is_started or progress.disable:
+                    # with a live bar, rich prints lines above it: show evaluations there too
+                    if progress.disable or evaluated:
                         _log_line(last, steps, run.quiet)
             progress.update(task, completed=step,
                             extra=f"loss {m['loss']:.3f}  {m['tokens_per_s']:,.0f} tok/s")

@@ -31,12 +31,16 @@ class TrainableSet:
     embeddings: list[tuple[str, torch.nn.Parameter]] = field(default_factory=list)
     other: list[tuple[str, torch.nn.Parameter]] = field(default_factory=list)
     hooks: list = field(default_factory=list)
+    new_rows: list[int] = field(default_factory=list)
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return [p for _, p in self.memory + self.embeddings + self.other]
 
     def count(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Parameters that learn (for memory/lora only the new rows of the embeddings count)."""
+        rows = len(self.new_rows) if self.mode != "full" else None
+        emb = sum((rows * p.shape[1] if rows is not None else p.numel()) for _, p in self.embeddings)
+        return sum(p.numel() for _, p in self.memory + self.other) + emb
 
     def param_groups(self, lr: float, weight_decay: float, memory_lr_mult: float) -> list[dict]:
         """AdamW groups; `base_lr` is kept per group so the schedule can scale it."""
@@ -80,6 +84,7 @@ def mark_trainable(model, section) -> TrainableSet:
     else:
         tset.embeddings = embeddings
         ids = new_token_ids(model)
+        tset.new_rows = ids.tolist()
         for _, p in embeddings:
             keep = torch.zeros(p.shape[0], 1, dtype=p.dtype, device=p.device)
             keep[ids.to(p.device)] = 1
