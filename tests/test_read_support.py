@@ -30,9 +30,16 @@ def build_tiny_model(root: Path) -> Path:
     return convert_model(str(hf), root / "tiny-comet", layout=TINY_LAYOUT)
 
 
+_BUILT: dict[str, str] = {}
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
-    return str(build_tiny_model(tmp_path_factory.mktemp("tiny-model")))
+    # imported into several test modules, each of which gets its own fixture: build only once
+    key = str(tmp_path_factory.getbasetemp())
+    if key not in _BUILT:
+        _BUILT[key] = str(build_tiny_model(tmp_path_factory.mktemp("tiny-model")))
+    return _BUILT[key]
 
 
 @pytest.fixture(autouse=True)

@@ -161,7 +161,8 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
         task = progress.add_task("reading", total=None if est is None else est + len(prefix_ids), extra="")
 
         def on_progress(p):
-            where = p.path + (f" p.{p.page}" if p.page else f" l.{p.line}" if p.line else "")
+            name = p.path if len(p.path) <= 32 else "…" + p.path[-31:]
+            where = name + (f" p.{p.page}" if p.page else f" l.{p.line}" if p.line else "")
             rate = p.tokens_this_run / p.seconds if p.seconds > 0 else 0
             total = progress.tasks[0].total
             if total is not None and p.tokens > total:
