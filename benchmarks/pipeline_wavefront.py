@@ -232,6 +232,12 @@ def markdown(res) -> str:
         f"{runs['naive']['forward_concurrency']:.0%} (ideal wavefront (L-P+1)/(L+P-1) = "
         f"{(c['layers'] - c['world'] + 1) / (c['layers'] + c['world'] - 1):.0%}). Whether that overlap turns "
         "into a speed-up depends on each rank having a core of its own.",
+        f"- CPU actually available: the single process ran {sum(runs['single']['cpu_share']):.2f} CPU-seconds per "
+        f"second, the two wavefront ranks {sum(runs['wavefront']['cpu_share']):.2f} together (ideal "
+        f"{c['world'] * (1 - s['bubble_fraction']):.2f} with a free core per rank). "
+        + ("The ranks did not get a core each, so this run cannot show the speed-up the overlap allows; "
+           "rerun on an idle machine." if sum(runs["wavefront"]["cpu_share"]) < 1.5 else
+           "The ranks had a core each."),
         f"- Bubble fraction (P-1)/(L+P-1) = {s['bubble_fraction']:.1%}; efficiency measured/ideal = "
         f"{s['measured_speedup'] / s['ideal_speedup']:.0%}.",
         f"- Peak RSS above the built model: one process {s['single_step_mib']:.0f} MiB; per pipeline rank "
