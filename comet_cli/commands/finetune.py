@@ -147,13 +147,11 @@ def show_plan(rec, recipe_dir: Path, world: int, n_samples: int = 8) -> None:
     """--dry-run: the resolved recipe (YAML) and, for the first samples, how each is cut into
     chunks and spread over the ranks, with the estimated memory per rank."""
     import json
-    import random
 
     from comet_cli.finetune import train as T
     from comet_cli.finetune.config import recipe_to_yaml
-    from comet_cli.finetune.data import build_stream
+    from comet_cli.finetune.data import boundary_token_ids, build_stream
     from comet_cli.finetune.pipeline_plan import estimate_rank_memory, plan_blocks
-    from comet_cli.finetune.planning import plan_sample
     from comet_cli.modelref import quiet_transformers
     from comet_models.config import CometConfig
 
@@ -174,6 +172,7 @@ def show_plan(rec, recipe_dir: Path, world: int, n_samples: int = 8) -> None:
     n_params = _count_params(Path(folder))
     bytes_per = 2 if rec.model.dtype in ("bfloat16", "float16") else 4
     stream = build_stream(data, tok, cfg.chunk_size)
+    boundaries = boundary_token_ids(tok)
     console.result(f"\n# plan: model {folder} ({n_params:,} parameters, {n_layers} layers, hidden {hidden}), "
                    f"chunk_size {cfg.chunk_size}, {world} rank(s)")
     console.result("sample  tokens  supervised  chunks  chunks/rank        est. memory/rank (MiB)")
@@ -181,11 +180,7 @@ def show_plan(rec, recipe_dir: Path, world: int, n_samples: int = 8) -> None:
     for i in range(min(n_samples, per_step * rec.train.steps)):
         s = next(stream)
         step, j = i // per_step + 1, i % per_step
-        rng = random.Random(f"plan:{rec.train.seed}:{step}:{j}")
-        _, sizes = plan_sample(len(s.input_ids), cfg.chunk_size, data.max_chunks, rng, data.planner)
-        if len(sizes) < world:
-            q, r = divmod(len(s.input_ids), world)
-            sizes = [q + 1] * r + [q] * (world - r)
+        sizes = T.plan_sample_chunks(s, cfg.chunk_size, data, rec.train.seed, step, j, world, boundaries)
         blocks = plan_blocks(len(sizes), world)
         mem = estimate_rank_memory(sizes, cfg, world, hidden=hidden, n_layers=n_layers, n_params=n_params,
                                    bytes_per_value=bytes_per)

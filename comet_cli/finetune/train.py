@@ -344,12 +344,18 @@ def _trim_metrics(path: Path, last_step: int) -> None:
 # ---- one step -----------------------------------------------------------------------------------
 
 def chunk_plan(run: Run, sample: Sample, step: int, index: int) -> list[int]:
-    """Chunk sizes of one sample, drawn from an RNG seeded by (seed, step, index)."""
-    d, C = run.recipe.data, run.model.comet_config.chunk_size
-    rng = random.Random(f"plan:{run.recipe.train.seed}:{step}:{index}")
-    flags = [t in run.boundaries for t in sample.input_ids]
-    _, sizes = plan_sample(len(sample.input_ids), C, d.max_chunks, rng, d.planner, boundaries=flags)
-    world = run.dist.world
+    """Chunk sizes of sample `index` of optimizer step `step` (see plan_sample_chunks)."""
+    return plan_sample_chunks(sample, run.model.comet_config.chunk_size, run.recipe.data, run.recipe.train.seed,
+                              step, index, run.dist.world, run.boundaries)
+
+
+def plan_sample_chunks(sample: Sample, chunk_size: int, data, seed: int, step: int, index: int, world: int,
+                       boundaries: frozenset) -> list[int]:
+    """Chunk sizes from an RNG seeded by (seed, step, index), so a resumed run and --dry-run cut
+    the same way; a pipeline gets at least `world` chunks (an even split if the plan has fewer)."""
+    rng = random.Random(f"plan:{seed}:{step}:{index}")
+    flags = [t in boundaries for t in sample.input_ids] if boundaries else None
+    _, sizes = plan_sample(len(sample.input_ids), chunk_size, data.max_chunks, rng, data.planner, boundaries=flags)
     if len(sizes) < world:
         n = len(sample.input_ids)
         if n < world:
