@@ -159,6 +159,7 @@ def test_dry_run_prints_recipe_and_plan(recipe_file, capsys):
     (["data.max_tokens=64"], "not longer than one chunk"),
     (["--nproc", "8"], "8 ranks but the sample has only 4 chunks"),
     (["data.sources.0.paths=[missing.txt]"], "missing.txt: no such data file"),
+    (["data.sources.0.kind=chat_jsonl"], "book.txt:1: not valid JSON"),
 ])
 def test_bad_input_is_one_line_before_any_compute(recipe_file, capsys, args, message):
     path = recipe_file()
