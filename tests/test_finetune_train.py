@@ -220,7 +220,6 @@ def test_lora_export_merges_adapters(recipe_file, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("comet_cli.finetune.parallel") is None, reason="parallel.py not there yet")
 def test_two_ranks_match_one_process_at_step_1(recipe_file, tmp_path):
     path = recipe_file(out="one")
     env = dict(os.environ, OMP_NUM_THREADS="1")
