@@ -15,6 +15,14 @@ from tests.tiny import CONFIGS, LAYOUT, base_model, comet_model, sample
 FAMS = sorted(CONFIGS)
 
 
+def base_and_injected(family):
+    """The base model (vocabulary grown by the memory tokens) and an injected copy of it."""
+    base = base_model(family)
+    cfg = CometConfig(**LAYOUT)
+    add_memory_tokens(base, cfg)
+    return base, inject_memory(copy.deepcopy(base), cfg), cfg
+
+
 def test_every_family_row_has_a_tiny_config():
     assert set(FAMILIES) == set(CONFIGS)
 
@@ -22,10 +30,7 @@ def test_every_family_row_has_a_tiny_config():
 @pytest.mark.parametrize("family", FAMS)
 def test_identity_at_init_one_chunk(family):
     """Fresh memory modules, one chunk, empty memory: text logits equal the base model's."""
-    base = base_model(family)
-    cfg = CometConfig(**LAYOUT)
-    add_memory_tokens(base, cfg)
-    model = inject_memory(copy.deepcopy(base), cfg)
+    base, model, cfg = base_and_injected(family)
     ids, _ = sample(13)
     eng = Engine(model)
     h, ctx, _ = eng.run_chunk(ids, eng.empty_memory(), closed=True)
@@ -38,10 +43,7 @@ def test_identity_at_init_one_chunk(family):
 
 @pytest.mark.parametrize("family", FAMS)
 def test_plain_forward_of_injected_model_is_the_base_model(family):
-    base = base_model(family)
-    cfg = CometConfig(**LAYOUT)
-    add_memory_tokens(base, cfg)
-    model = inject_memory(copy.deepcopy(base), cfg)
+    base, model, _ = base_and_injected(family)
     ids, _ = sample(20)
     torch.testing.assert_close(model(ids).logits, base(ids).logits)
     remove_memory(model)
