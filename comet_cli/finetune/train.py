@@ -143,17 +143,18 @@ def _cache_dir(name: str, key: dict) -> Path:
 def resolve_model_dir(recipe: Recipe, step=lambda msg: None) -> Path:
     """The CoMeT folder a recipe trains, converting `model.source` on first use.
 
-    default        the embedded SmolLM2 (converted into $COMET_HOME once)
+    default        the embedded SmolLM2: with no memory.* keys the shipped default (trained weights
+                   when the package has them); with memory.* keys a fresh, untrained conversion
     tiny-random:F  a tiny random model of family F, built and cached in $COMET_HOME
     a CoMeT folder used as is (memory.* must agree with its layout)
     an HF folder or .gguf  converted into $COMET_HOME/models with memory.* as the layout
     """
-    from comet_models.convert import DEFAULT_LAYOUT, convert_model, ensure_default_model
+    from comet_models.convert import convert_model, ensure_default_model
 
     layout = {k: v for k, v in dataclasses.asdict(recipe.memory).items() if v is not None}
     src = recipe.model.source
     if src == "default":
-        if not layout or layout == {k: DEFAULT_LAYOUT[k] for k in layout}:
+        if not layout:
             return ensure_default_model(step)
         out = _cache_dir("smollm2-135m-instruct", layout)
         if not (out / "config.json").is_file():

@@ -1,0 +1,119 @@
+"""Pack trained runs into one small weights file that `comet convert` applies to the base model.
+
+A curriculum trains in stages; each stage adds LoRA adapters on top of the previous stage's
+export (adapters merged), so the trained model is W0 + sum_s scale_s * B_s A_s for every adapted
+weight. The shipped file holds, besides the last stage's memory weights (memory modules and new
+token rows), that sum as one exact low-rank factor pair per weight:
+
+    lora_delta.<HF weight name>.A   (sum of ranks x in)     stacked A_s
+    lora_delta.<HF weight name>.B   (out x sum of ranks)    stacked scale_s * B_s
+
+so a few MB stand for the tens of MB of changed base weights. `apply_base_deltas` adds them.
+
+    python -m comet_models.ship runs/default-s1 runs/default-s2 runs/default-s3 -o OUT.safetensors
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+
+DELTA_PREFIX = "lora_delta."
+_LORA_KEY = re.compile(r"^(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
+
+
+def _hf_name(module: str) -> str:
+    """A module path inside the injected model -> the plain HF weight name."""
+    return module.replace(".base_layer.", ".") + ".weight"
+
+
+def _recipe_scale(run: Path) -> float:
+    text = (run / "recipe.yaml").read_text()
+    import yaml
+
+    t = yaml.safe_load(text)["trainable"]
+    return float(t["lora_alpha"]) / float(t["lora_rank"])
+
+
+def stage_deltas(run: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{HF weight name: (A, scale * B)} of one run's lora.safetensors."""
+    from safetensors.torch import load_file
+
+    sd, scale, pairs = load_file(str(run / "lora.safetensors")), _recipe_scale(run), {}
+    for key, tensor in sd.items():
+        m = _LORA_KEY.match(key)
+        if not m:
+            continue
+        pairs.setdefault(_hf_name(m["module"]), {})[m["ab"]] = tensor.float()
+    return {name: (p["A"], p["B"] * scale) for name, p in pairs.items()}
+
+
+def pack(runs: list[Path], out: Path) -> dict:
+    """Write the shipped file from stage runs (oldest first); returns a summary."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    stacked: dict[str, tuple[list, list]] = {}
+    for run in runs:
+        if (run / "lora.safetensors").is_file():
+            for name, (a, b) in stage_deltas(run).items():
+                stacked.setdefault(name, ([], []))[0].append(a)
+                stacked[name][1].append(b)
+    with safe_open(str(runs[-1] / "memory.safetensors"), framework="pt") as f:
+        metadata = dict(f.metadata() or {})
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    for name, (a_list, b_list) in stacked.items():
+        tensors[f"{DELTA_PREFIX}{name}.A"] = torch.cat(a_list, 0).contiguous()
+        tensors[f"{DELTA_PREFIX}{name}.B"] = torch.cat(b_list, 1).contiguous()
+    metadata["training"] = " then ".join(_training_note(r) for r in runs)
+    metadata["stages"] = json.dumps([str(r) for r in runs])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, out)
+    return {"file": str(out), "bytes": out.stat().st_size, "adapted_weights": len(stacked),
+            "tensors": len(tensors)}
+
+
+def _training_note(run: Path) -> str:
+    from safetensors import safe_open
+
+    with safe_open(str(run / "memory.safetensors"), framework="pt") as f:
+        return (f.metadata() or {}).get("training", run.name)
+
+
+def split_deltas(sd: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Remove the lora_delta.* tensors from `sd` (in place) and return them as {name: (A, B)}."""
+    out: dict[str, dict] = {}
+    for key in [k for k in sd if k.startswith(DELTA_PREFIX)]:
+        name, ab = key[len(DELTA_PREFIX):].rsplit(".", 1)
+        out.setdefault(name, {})[ab] = sd.pop(key)
+    return {name: (p["A"], p["B"]) for name, p in out.items()}
+
+
+def apply_base_deltas(model, deltas: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> int:
+    """W += B @ A for every delta, addressed by HF weight name on an injected model."""
+    params = {n.replace(".base_layer.", "."): p for n, p in model.named_parameters()}
+    with torch.no_grad():
+        for name, (a, b) in deltas.items():
+            if name not in params:
+                raise KeyError(name)
+            p = params[name]
+            p.add_((b.float() @ a.float()).to(p.dtype))
+    return len(deltas)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="Pack trained CoMeT runs (stages, oldest first) into one weights file.")
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("-o", "--output", type=Path, required=True)
+    args = ap.parse_args()
+    print(json.dumps(pack(args.runs, args.output)))
+
+
+if __name__ == "__main__":
+    main()

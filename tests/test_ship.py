@@ -1,0 +1,96 @@
+"""Shipping trained weights: two LoRA stages packed into one small file (models/ship.py), applied
+by `convert` to the untouched base model, give exactly the model the second stage exported."""
+import importlib.util
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from comet_cli.finetune import train as T
+from comet_cli.finetune.config import load_recipe
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("peft") is None,
+                                reason="peft (the lora extra) is not installed")
+
+RECIPE = """\
+model: {{source: "{source}"}}
+memory: {{chunk_size: 64, global_slots: 4, temp_stride: 8, temp_budget: 16}}
+data:
+  max_tokens: 192
+  min_chunks: 2
+  max_chunks: 3
+  sources:
+    - {{kind: text, paths: ["{book}"]}}
+trainable: {{mode: lora, lora_rank: {rank}, lora_alpha: 8.0, lora_targets: [q_proj, v_proj]}}
+optim: {{lr: 5.0e-2, warmup_steps: 0, schedule: constant}}
+train: {{steps: 2, log_every: 1, output_dir: "{out}", device: cpu}}
+checkpoint: {{every: 0}}
+eval: {{every: 0, samples: 0}}
+"""
+
+
+def _stage(tmp_path, name, source, rank):
+    book = tmp_path / "book.txt"
+    if not book.exists():
+        book.write_text(" ".join(f"The ship {i} sailed past the island at dawn." for i in range(200)))
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(RECIPE.format(source=source, book=book, rank=rank, out=tmp_path / name))
+    run = T.setup(load_recipe(path), path.parent, quiet=True)
+    T.train(run)
+    T.export(run)
+    return tmp_path / name
+
+
+def _logits(model, ids):
+    from comet_models.chunked import sequence_loss
+
+    labels = ids.clone()
+    loss, _ = sequence_loss(model, ids, labels, [64, 64])
+    return loss
+
+
+def test_packed_stages_rebuild_the_exported_model(tmp_path, tiny_hf_folder, monkeypatch):
+    from comet_models.convert import convert_model, load_comet, weights_layout
+    from comet_models.ship import DELTA_PREFIX, pack
+
+    monkeypatch.setenv("COMET_HOME", str(tmp_path / "home"))
+    torch.set_num_threads(1)
+    s1 = _stage(tmp_path, "s1", tiny_hf_folder, rank=2)
+    s2 = _stage(tmp_path, "s2", tmp_path / "s1" / "model", rank=4)
+    shipped = tmp_path / "shipped.safetensors"
+    info = pack([s1, s2], shipped)
+    assert info["adapted_weights"] == 2 * 2  # q and v of both tiny layers
+    with safe_open(str(shipped), "pt") as f:
+        a = f.get_tensor(f"{DELTA_PREFIX}model.layers.0.self_attn.q_proj.weight.A")
+        assert a.shape[0] == 2 + 4  # the two stages' ranks, stacked
+        assert "then" in f.metadata()["training"]
+    assert weights_layout(shipped)["chunk_size"] == 64
+    out = convert_model(tiny_hf_folder, tmp_path / "rebuilt", memory_weights=shipped)  # layout from the file
+    rebuilt, _ = load_comet(out)
+    exported, _ = load_comet(s2 / "model")
+    fresh, _ = load_comet(convert_model(tiny_hf_folder, tmp_path / "fresh", layout=weights_layout(shipped)))
+    ids = torch.randint(0, 500, (1, 128), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got, want, base = _logits(rebuilt, ids), _logits(exported, ids), _logits(fresh, ids)
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+    assert abs(float(base) - float(want)) > 1e-3  # training changed the model: the check can fail
+
+
+def test_bad_deltas_are_one_line_errors(tmp_path, tiny_hf_folder):
+    from safetensors.torch import save_file
+
+    from comet_cli.errors import ModelError
+    from comet_models.convert import convert_model, load_comet, save_memory_weights
+
+    model, _ = load_comet(convert_model(tiny_hf_folder, tmp_path / "m", layout=dict(chunk_size=64)))
+    good = tmp_path / "w.safetensors"
+    save_memory_weights(model, good)
+    with safe_open(str(good), "pt") as f:
+        sd, md = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    sd["lora_delta.model.layers.9.self_attn.q_proj.weight.A"] = torch.zeros(2, 64)
+    sd["lora_delta.model.layers.9.self_attn.q_proj.weight.B"] = torch.zeros(64, 2)
+    bad = tmp_path / "bad.safetensors"
+    save_file(sd, str(bad), metadata=md)
+    with pytest.raises(ModelError, match="do not fit this model"):
+        convert_model(tiny_hf_folder, tmp_path / "x", memory_weights=bad)
+    assert not (tmp_path / "x").exists()
