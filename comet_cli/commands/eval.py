@@ -1,0 +1,162 @@
+"""`comet eval TASK`: one method on one long-document task (or the pass-key grid), scored."""
+from __future__ import annotations
+
+import json
+import resource
+import time
+from pathlib import Path
+
+import click
+
+from comet_cli import console
+
+
+def _default_data() -> Path:
+    from comet_cli.finetune.train import default_data_dir
+
+    return default_data_dir()
+
+
+@click.command("eval")
+@click.argument("task")
+@click.option("--method", type=click.Choice(["comet", "truncate", "sliding", "mapreduce"]), default="comet",
+              show_default=True, help="CoMeT memory, or a baseline on the same backbone (see below).")
+@click.option("--model", "model_dir", type=click.Path(), default=None,
+              help="CoMeT model folder (default: the embedded default). Baselines use its base weights.")
+@click.option("--limit", type=click.IntRange(0), default=None, help="Evaluate only the first N items (questions).")
+@click.option("--data", "data_dir", type=click.Path(), default=None,
+              help="Shared data folder (default: $COMET_DATA or ../shared/data beside the checkout).")
+@click.option("--window", type=click.IntRange(64), default=4096, show_default=True,
+              help="Context window of the truncate and mapreduce baselines, in tokens.")
+@click.option("--max-new-tokens", type=click.IntRange(1), default=128, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Per-item JSONL; items already in it are not run again (resume).")
+@click.option("--lengths", default="4096,16384", show_default=True, help="passkey: input lengths in tokens.")
+@click.option("--depths", type=click.IntRange(1), default=5, show_default=True, help="passkey: depths from 0 to 1.")
+@click.option("--samples", type=click.IntRange(1), default=1, show_default=True, help="passkey: samples per cell.")
+@click.option("--json", "as_json", is_flag=True, help="Print the aggregate as one JSON object.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display on stderr.")
+def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, out, lengths, depths, samples,
+             as_json, quiet):
+    """Score a method on TASK: a long-document task from the shared data, or `passkey`.
+
+    `comet eval list` shows the tasks. Methods (all greedy, same chat prompt): comet (the
+    document streams through memory), truncate (full attention on head + tail within
+    --window), sliding (attention sinks + recent tokens at CoMeT's memory budget), mapreduce
+    (answer per --window piece, then over the notes).
+
+    \b
+    Examples:
+      comet eval qmsum --limit 5
+      comet eval qmsum --limit 5 --method truncate --model base-untrained
+      comet eval passkey --lengths 4096,16384,65536 --depths 5 --out pk.jsonl
+    """
+    from comet_cli.eval.tasks import TASKS, get_task
+
+    if task == "list":
+        for name, spec in TASKS.items():
+            console.result(f"{name:18} {spec.metric:6} {spec.description}")
+        console.result(f"{'passkey':18} {'acc':6} pass-key retrieval over --lengths x --depths (book filler)")
+        return
+    if task != "passkey":
+        get_task(task)  # unknown task: one-line error before loading anything
+    data = Path(data_dir) if data_dir else _default_data()
+    from comet_cli.modelref import load_model
+
+    with console.err.status("loading model", spinner="dots") as status:
+        model, tok, folder = load_model(model_dir, step=status.update)
+    from comet_cli.eval.methods import Answerer
+
+    ans = Answerer(model, tok, method, window=window, max_new_tokens=max_new_tokens)
+    done = _read_done(Path(out)) if out else {}
+    if task == "passkey":
+        rows = _passkey(ans, data, lengths, depths, samples, done, out, quiet)
+        from comet_cli.eval.passkey import summarize_grid
+
+        grid = summarize_grid(rows)
+        summary = {"task": "passkey", "method": method, "grid": grid, "items": len(rows)}
+        text = "\n".join(f"{L:>9,} tokens: " + "  ".join(f"{d:.2f}:{a:.0%}" for d, a in ds.items())
+                         for L, ds in grid.items())
+    else:
+        rows = _task(ans, task, data, limit, done, out, quiet)
+        from comet_cli.eval.metrics import aggregate
+
+        scores = aggregate([r["scores"] | {"seconds": r["seconds"]} for r in rows])
+        summary = {"task": task, "method": method, **{k: round(v, 4) for k, v in scores.items()},
+                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+        text = "  ".join(f"{k} {v}" for k, v in summary.items())
+    summary["model"] = str(folder)
+    console.result_json(summary) if as_json else console.result(text)
+
+
+def _read_done(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    done = {}
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            row = json.loads(line)
+            done[row["id"]] = row
+        except (ValueError, KeyError):
+            from comet_cli.errors import DataError
+
+            raise DataError(f"{path}:{lineno}: not a result line of `comet eval --out` (delete it or pick another --out)")
+    return done
+
+
+def _append(out: str | None, row: dict) -> None:
+    if out:
+        with open(out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def _task(ans, task, data, limit, done, out, quiet) -> list[dict]:
+    from comet_cli.eval.scoring import score_item
+    from comet_cli.eval.tasks import load_task
+
+    items = list(load_task(task, data, limit))
+    rows = []
+    with console.make_progress(quiet=quiet) as progress:
+        bar = progress.add_task(f"{task} ({ans.method})", total=len(items), extra="")
+        for item in items:
+            rid = f"{task}:{ans.method}:{item.item_id}"
+            if rid not in done:
+                t0 = time.time()
+                pred = ans.answer(item)
+                done[rid] = {"id": rid, "task": task, "method": ans.method, "item": item.item_id,
+                             "prediction": pred, "scores": score_item(item, pred),
+                             "seconds": round(time.time() - t0, 2),
+                             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+                _append(out, done[rid])
+            rows.append(done[rid])
+            progress.update(bar, advance=1)
+    return rows
+
+
+def _passkey(ans, data, lengths, depths, samples, done, out, quiet) -> list[dict]:
+    from comet_cli.errors import InputError
+    from comet_cli.eval.passkey import depths_grid, run_sample
+
+    try:
+        sizes = [int(x) for x in str(lengths).split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"--lengths {lengths!r}: expected comma-separated token counts like 4096,16384") from None
+    books = sorted(str(p) for p in (data / "books").glob("*.txt"))
+    if not books:
+        from comet_cli.errors import DataError
+
+        raise DataError(f"{data / 'books'}: no book .txt files for the filler text")
+    rows = []
+    with console.make_progress(quiet=quiet) as progress:
+        bar = progress.add_task(f"passkey ({ans.method})", total=len(sizes) * samples, extra="")
+        for length in sizes:
+            for s in range(samples):
+                rid = f"passkey:{ans.method}:{length}:{depths}:{s}"
+                if rid not in done:
+                    got = run_sample(ans, books, length, depths_grid(depths), 0, s,
+                                     progress=lambda m: progress.update(bar, extra=m))
+                    done[rid] = {"id": rid, "rows": got}
+                    _append(out, done[rid])
+                rows += done[rid]["rows"]
+                progress.update(bar, advance=1)
+    return rows

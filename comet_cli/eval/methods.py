@@ -1,0 +1,113 @@
+"""The methods `comet eval` compares, all on the same backbone and the same prompt frame.
+
+comet      the document streams through CoMeT memory chunk by chunk; the question ends the final
+           chunk and the answer reads the memory (what `comet ask` does).
+truncate   the base model, plain full attention, on the document cut to a window (head and tail
+           kept, the middle dropped): the usual way to fit a long input.
+sliding    StreamingLLM-style: attention sinks (the prompt's first tokens) plus the most recent
+           tokens, at the memory budget of CoMeT (its chunk plus its state, counted in KV-cache
+           tokens). This is the recompute variant: the kept tokens are re-encoded together.
+mapreduce  the base model answers the question on each window-sized piece, then once more over
+           the pieces' answers.
+
+Baselines run the base weights of the given folder: pass an untrained conversion
+(`comet convert --untrained`) to compare against the released backbone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from comet_cli.eval.scoring import build_prompt
+from comet_cli.eval.tasks import EvalItem
+
+METHODS = ("comet", "truncate", "sliding", "mapreduce")
+SINKS = 4
+
+
+@dataclass
+class Answerer:
+    model: object
+    tokenizer: object
+    method: str
+    window: int = 4096
+    max_new_tokens: int = 128
+
+    def __post_init__(self):
+        from comet_models.runtime import stop_ids
+
+        self.stop = sorted(stop_ids(self.tokenizer))
+        cfg = self.model.comet_config
+        self.banned = [cfg.placeholder_id, cfg.temp_beacon_id] + list(cfg.global_beacon_ids)
+
+    # -- shared pieces --------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def frame(self, instruction: str) -> tuple[list[int], list[int]]:
+        from comet_models.runtime import chat_frame
+
+        return chat_frame(self.tokenizer, instruction)
+
+    @torch.inference_mode()
+    def full_attention(self, ids: list[int], max_new_tokens: int | None = None) -> str:
+        """Greedy answer of the base model (memory layers pass straight through)."""
+        x = torch.tensor([ids])
+        out = self.model.generate(x, attention_mask=torch.ones_like(x), do_sample=False,
+                                  max_new_tokens=max_new_tokens or self.max_new_tokens,
+                                  eos_token_id=self.stop, pad_token_id=self.stop[0],
+                                  suppress_tokens=self.banned)
+        return self.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip()
+
+    def room(self, prefix: list[int], suffix: list[int]) -> int:
+        return max(self.window - len(prefix) - len(suffix) - self.max_new_tokens, 16)
+
+    # -- methods --------------------------------------------------------------------------------
+    def answer(self, item: EvalItem) -> str:
+        return getattr(self, f"_{self.method}")(item)
+
+    def _comet(self, item: EvalItem) -> str:
+        from comet_models.runtime import feed, generate, new_state
+
+        prefix, suffix = self.frame(build_prompt(item))
+        state = feed(self.model, new_state(self.model), prefix + self.encode(item.document))
+        ids = list(generate(self.model, state, suffix, max_new_tokens=self.max_new_tokens, stop=set(self.stop)))
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    def _truncate(self, item: EvalItem) -> str:
+        prefix, suffix = self.frame(build_prompt(item))
+        doc, room = self.encode(item.document), self.room(prefix, suffix)
+        if len(doc) > room:
+            doc = doc[: room // 2] + doc[len(doc) - (room - room // 2):]
+        return self.full_attention(prefix + doc + suffix)
+
+    def _sliding(self, item: EvalItem) -> str:
+        prefix, suffix = self.frame(build_prompt(item))
+        doc = self.encode(item.document)
+        keep = same_memory_window(self.model)
+        return self.full_attention(prefix[:SINKS] + (prefix[SINKS:] + doc)[-keep:] + suffix)
+
+    def _mapreduce(self, item: EvalItem) -> str:
+        instruction = build_prompt(item)
+        part_q = (f"{instruction}\n\nThis is one part of a longer document. Using only this part, write "
+                  f"what it says that helps answer; if nothing, write 'nothing relevant'.")
+        prefix, suffix = self.frame(part_q)
+        doc, room = self.encode(item.document), self.room(prefix, suffix)
+        notes = []
+        for start in range(0, max(len(doc), 1), room):
+            notes.append(self.full_attention(prefix + doc[start:start + room] + suffix,
+                                             max_new_tokens=min(self.max_new_tokens, 96)))
+        joined = "\n".join(f"Part {i + 1}: {n}" for i, n in enumerate(notes))
+        prefix, suffix = self.frame(f"Notes taken part by part from a long document:\n{joined}\n\n{instruction}")
+        return self.full_attention(prefix + suffix)
+
+
+def same_memory_window(model) -> int:
+    """KV-cache tokens that cost what CoMeT holds while reading: its chunk (text, beacons) plus
+    its state of (global + temp) slots per layer, each a hidden-size vector; a cached token costs
+    keys and values of every KV head."""
+    cfg, conf = model.comet_config, model.config
+    kv = 2 * conf.num_key_value_heads * getattr(conf, "head_dim", conf.hidden_size // conf.num_attention_heads)
+    state_tokens = (cfg.global_slots + cfg.temp_budget) * conf.hidden_size // kv
+    return cfg.chunk_size + state_tokens

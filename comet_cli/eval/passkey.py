@@ -1,0 +1,126 @@
+"""Pass-key retrieval over a grid of lengths and depths, with a heatmap.
+
+An item: book text of `length` tokens (filler from the given books at a random offset) with the
+needle "The pass key is 12345. Remember it. 12345 is the pass key." inserted at a relative depth,
+read as a document; then "What is the pass key?". Right when the first 5-digit number of the
+greedy answer is the key.
+
+For CoMeT the depths of one sample share their filler, and memory states are values, so the
+reading forks: the text before the shallowest needle is read once, each depth's continuation
+from a copy. One sample of 5 depths reads about 3.5 x length tokens instead of 5 x.
+The baselines (truncate, sliding) only see a window, so they encode just that window.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from comet_cli.eval.methods import SINKS, Answerer, same_memory_window
+
+NEEDLE = "The pass key is {key}. Remember it. {key} is the pass key."
+QUESTION = "What is the pass key?"
+
+
+def depths_grid(n: int) -> list[float]:
+    return [0.0] if n <= 1 else [i / (n - 1) for i in range(n)]
+
+
+def filler_tokens(ans: Answerer, books: Sequence[str], n: int, rng: random.Random) -> list[int]:
+    from comet_cli.finetune.synthetic import FillerText
+
+    filler, out = FillerText(list(books), max_cached=len(books)), []
+    while len(out) < n:
+        out += ans.encode(" " + filler.take(rng, max(4 * (n - len(out)), 2000)))
+    return out[:n]
+
+
+def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed: int, sample: int,
+               progress=lambda msg: None) -> list[dict]:
+    """One sample (key, filler) at every depth; returns one row per depth."""
+    from comet_cli.finetune.evaluate import answer_of
+
+    rng = random.Random(f"passkey-grid:{seed}:{length}:{sample}")
+    key = str(rng.randint(10000, 99999))
+    needle = ans.encode(" " + NEEDLE.format(key=key))
+    fill = filler_tokens(ans, books, length - len(needle), rng)
+    prefix, suffix = ans.frame(QUESTION)
+    cuts = sorted((round(d * len(fill)), d) for d in depths)
+    rows = []
+    if ans.method == "comet":
+        from comet_models.runtime import feed, generate, new_state
+
+        state, done = feed(ans.model, new_state(ans.model), prefix), 0
+        for pos, depth in cuts:
+            t0 = time.time()
+            state, done = feed(ans.model, state, fill[done:pos]), pos
+            progress(f"length {length:,} depth {depth:.2f}: reading")
+            fork = feed(ans.model, state, needle + fill[pos:])
+            ids = list(generate(ans.model, fork, suffix, max_new_tokens=12, stop=set(ans.stop)))
+            text = ans.tokenizer.decode(ids, skip_special_tokens=True)
+            rows.append(_row(length, depth, sample, key, text, answer_of(text), time.time() - t0))
+        return rows
+    keep = ans.room(prefix, suffix) if ans.method == "truncate" else same_memory_window(ans.model)
+    for pos, depth in cuts:
+        t0 = time.time()
+        doc = fill[:pos] + needle + fill[pos:]
+        if ans.method == "truncate":
+            doc = doc[: keep // 2] + doc[len(doc) - (keep - keep // 2):] if len(doc) > keep else doc
+            ids = prefix + doc + suffix
+        else:  # sliding: attention sinks + the most recent tokens
+            ids = prefix[:SINKS] + (prefix[SINKS:] + doc)[-keep:] + suffix
+        progress(f"length {length:,} depth {depth:.2f}")
+        text = ans.full_attention(ids, max_new_tokens=12)
+        rows.append(_row(length, depth, sample, key, text, answer_of(text), time.time() - t0))
+    return rows
+
+
+def _row(length, depth, sample, key, text, found, seconds) -> dict:
+    return {"length": length, "depth": round(depth, 3), "sample": sample, "key": key, "answer": text.strip()[:80],
+            "correct": found == key, "seconds": round(seconds, 2)}
+
+
+def summarize_grid(rows: list[dict]) -> dict:
+    """{length: {depth: accuracy}} from per-sample rows."""
+    cells: dict = {}
+    for r in rows:
+        cells.setdefault(r["length"], {}).setdefault(r["depth"], []).append(r["correct"])
+    return {L: {d: sum(v) / len(v) for d, v in sorted(ds.items())} for L, ds in sorted(cells.items())}
+
+
+def plot_heatmaps(results: dict[str, list[dict]], path: Path) -> None:
+    """One heatmap per method: rows depths, columns lengths, colour accuracy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.6), squeeze=False)
+    for ax, (name, rows) in zip(axes[0], results.items()):
+        grid = summarize_grid(rows)
+        lengths = list(grid)
+        depths = sorted({d for ds in grid.values() for d in ds})
+        data = [[grid[L].get(d, float("nan")) for L in lengths] for d in depths]
+        ax.imshow(data, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+        ax.set_xticks(range(len(lengths)), [_k(L) for L in lengths])
+        ax.set_yticks(range(len(depths)), [f"{d:.2f}" for d in depths])
+        for i, row in enumerate(data):
+            for j, v in enumerate(row):
+                ax.text(j, i, "" if v != v else f"{v:.0%}", ha="center", va="center", fontsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("input tokens")
+        ax.set_ylabel("needle depth")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _k(n: int) -> str:
+    return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else f"{n // 1024}k" if n >= 1024 else str(n)
+
+
+def write_results(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1) + "\n")
+    tmp.replace(path)

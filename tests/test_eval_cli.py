@@ -1,0 +1,132 @@
+"""`comet eval`: every method answers through the same frame, the pass-key grid forks memory states
+consistently with a straight read, results resume from --out, and bad input is one line."""
+import json
+
+import pytest
+import torch
+
+from comet_cli.cli import main
+from comet_cli.eval.methods import Answerer, same_memory_window
+from comet_cli.eval.tasks import EvalItem
+
+DOC = " ".join(f"Line {i}: the harbour master counted {i * 7} boats before noon." for i in range(60))
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_comet_folder):
+    from comet_models.convert import load_comet
+
+    torch.manual_seed(0)
+    return load_comet(tiny_comet_folder)
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return e.value.code, out.out, out.err
+
+
+@pytest.mark.parametrize("method", ["comet", "truncate", "sliding", "mapreduce"])
+def test_every_method_answers(tiny, method):
+    model, tok = tiny
+    ans = Answerer(model, tok, method, window=256, max_new_tokens=4)
+    item = EvalItem("t", "1", DOC, "How many boats?", ["7"], "f1")
+    assert isinstance(ans.answer(item), str)
+
+
+def test_truncate_keeps_head_and_tail(tiny, monkeypatch):
+    model, tok = tiny
+    ans = Answerer(model, tok, "truncate", window=200, max_new_tokens=4)
+    seen = {}
+    monkeypatch.setattr(ans, "full_attention", lambda ids, max_new_tokens=None: seen.setdefault("ids", ids) and "")
+    ans.answer(EvalItem("t", "1", DOC, "Q?", ["x"], "f1"))
+    doc = ans.encode(DOC)
+    prefix, suffix = ans.frame("Q?")
+    ids = seen["ids"]
+    assert len(ids) == 200 - 4
+    assert ids[len(prefix):len(prefix) + 10] == doc[:10] and ids[-len(suffix) - 10:-len(suffix)] == doc[-10:]
+
+
+def test_sliding_window_is_comets_memory_budget(tiny):
+    model, _ = tiny
+    cfg, conf = model.comet_config, model.config
+    kv_per_token = 2 * conf.num_key_value_heads * (conf.hidden_size // conf.num_attention_heads)
+    state_floats = (cfg.global_slots + cfg.temp_budget) * conf.hidden_size
+    extra = same_memory_window(model) - cfg.chunk_size
+    assert extra * kv_per_token <= state_floats < (extra + 1) * kv_per_token
+
+
+def test_passkey_fork_equals_a_straight_read(tiny):
+    """The grid reads shared filler once and forks states: the forked state must be the state of
+    reading the whole sample in one go."""
+    from comet_cli.eval import passkey as P
+    from comet_models.runtime import feed, new_state
+
+    model, tok = tiny
+    ans = Answerer(model, tok, "comet", max_new_tokens=4)
+    seen = []
+    real_feed = feed
+
+    def spy(m, state, ids):
+        out = real_feed(m, state, ids)
+        seen.append(out)
+        return out
+
+    import comet_models.runtime as R
+
+    R.feed, saved = spy, R.feed
+    try:
+        books = [str(p) for p in __import__("pathlib").Path(__file__).parent.parent.glob("examples/*.txt")]
+        rows = P.run_sample(ans, books, 300, [0.0, 0.5, 1.0], seed=0, sample=0)
+    finally:
+        R.feed = saved
+    assert [r["depth"] for r in rows] == [0.0, 0.5, 1.0] and all(r["key"] == rows[0]["key"] for r in rows)
+    # Rebuild the depth-0.5 sample and read it straight.
+    import random
+
+    rng = random.Random("passkey-grid:0:300:0")
+    key = str(rng.randint(10000, 99999))
+    needle = ans.encode(" " + P.NEEDLE.format(key=key))
+    fill = P.filler_tokens(ans, books, 300 - len(needle), rng)
+    prefix, _ = ans.frame(P.QUESTION)
+    pos = round(0.5 * len(fill))
+    straight = feed(model, new_state(model), prefix + fill[:pos] + needle + fill[pos:])
+    forked = [s for s in seen if s.tokens == straight.tokens and s.pending == straight.pending]
+    assert any(torch.allclose(s.global_state, straight.global_state, atol=1e-5)
+               and torch.allclose(s.temp_memory, straight.temp_memory, atol=1e-5) for s in forked)
+    # ...and a different depth gives a different state (the comparison can fail)
+    assert not all(torch.allclose(s.global_state, straight.global_state, atol=1e-5) for s in forked)
+
+
+def test_unknown_task_and_bad_out_file_are_one_line(tmp_path, capsys, tiny_comet_folder):
+    code, _, err = run_cli(["eval", "qmsumm", "--model", str(tiny_comet_folder)], capsys)
+    assert code == 1 and "unknown task 'qmsumm'" in err and "did you mean 'qmsum'" in err and "Traceback" not in err
+    bad = tmp_path / "out.jsonl"
+    bad.write_text('{"id": "x"}\nnot json\n')
+    code, _, err = run_cli(["eval", "passkey", "--lengths", "128", "--depths", "1", "--model", str(tiny_comet_folder),
+                            "--out", str(bad), "-q"], capsys)
+    assert code == 1 and f"{bad}:2:" in err and len(err.strip().splitlines()) == 1
+
+
+def test_malformed_task_file_names_the_line(tmp_path, capsys, tiny_comet_folder):
+    (tmp_path / "qmsum").mkdir()
+    (tmp_path / "qmsum" / "test.jsonl").write_text("{}\n{not json\n")
+    code, _, err = run_cli(["eval", "qmsum", "--data", str(tmp_path), "--model", str(tiny_comet_folder), "-q"], capsys)
+    assert code == 1 and "test.jsonl:1" in err and "Traceback" not in err
+
+
+def test_passkey_results_resume_from_out(tmp_path, capsys, tiny_comet_folder):
+    out = tmp_path / "pk.jsonl"
+    args = ["eval", "passkey", "--lengths", "200", "--depths", "2", "--model", str(tiny_comet_folder),
+            "--data", str(tmp_path), "--out", str(out), "--json", "-q"]
+    (tmp_path / "books").mkdir()
+    (tmp_path / "books" / "b.txt").write_text(DOC * 3)
+    code, stdout, err = run_cli(args, capsys)
+    assert code == 0, err
+    first = json.loads(stdout)
+    assert first["items"] == 2 and set(first["grid"]["200"]) == {"0.0", "1.0"}
+    lines = out.read_text().splitlines()
+    code, stdout, _ = run_cli(args, capsys)
+    assert code == 0 and json.loads(stdout)["grid"] == first["grid"] and out.read_text().splitlines() == lines
