@@ -63,19 +63,30 @@ def worker_comet(model_dir: str | None, n_tokens: int) -> dict:
     model, tok, folder = load_model(model_dir)
     rss_loaded = rss_bytes()
     state = new_state(model)
-    curve, next_mark = [], 0
+    curve, times, next_mark = [], [], 0
     t0 = time.perf_counter()
     for ids in token_pieces(tok, n_tokens):
         state = feed(model, state, ids)
         if state.tokens >= next_mark:
             curve.append((state.tokens, rss_bytes()))
+            times.append((state.tokens, round(time.perf_counter() - t0, 3)))
             next_mark += max(n_tokens // 20, 1)
     seconds = time.perf_counter() - t0
     curve.append((state.tokens, rss_bytes()))
+    times.append((state.tokens, round(seconds, 3)))
     return {"method": "comet", "model": str(folder), "tokens": state.tokens, "chunks": state.chunks,
             "seconds": round(seconds, 2), "tokens_per_second": round(state.tokens / seconds, 1),
             "rss_after_load_bytes": rss_loaded, "peak_rss_bytes": peak_rss_bytes(),
-            "state_bytes": state.tensor_bytes(), "rss_curve": curve}
+            "state_bytes": state.tensor_bytes(), "rss_curve": curve, "time_curve": times,
+            # throughput in the first and the last ~5% of the same read: does speed drift with length?
+            "window_tokens_per_second": _windows(times)}
+
+
+def _windows(times) -> dict:
+    if len(times) < 4:
+        return {}
+    (a0, s0), (a1, s1), (b0, t0), (b1, t1) = times[1], times[2], times[-2], times[-1]
+    return {"first": round((a1 - a0) / max(s1 - s0, 1e-9), 1), "last": round((b1 - b0) / max(t1 - t0, 1e-9), 1)}
 
 
 def worker_full_attention(model_dir: str | None, n_tokens: int, prefill: int = 512) -> dict:
@@ -147,6 +158,9 @@ def write_results(rows: list[dict], out: Path) -> None:
         note = "past the 8192 trained positions" if r.get("beyond_trained_positions") else ""
         if r["method"] == "comet":
             note = f"state {r['state_bytes'] / 2**20:.1f} MiB, {r['chunks']:,} chunks"
+            w = r.get("window_tokens_per_second")
+            if w:
+                note += f"; tok/s first 5% {w['first']}, last 5% {w['last']}"
         mib = lambda b: f"{b / 2**20:,.0f}"  # noqa: E731
         reading = max(v for _, v in r["rss_curve"])
         lines.append(f"| {r['method']} | {r['tokens']:,} | {mib(r['peak_rss_bytes'])} | {mib(r['rss_after_load_bytes'])} "

@@ -40,6 +40,7 @@ class Answerer:
         self.stop = sorted(stop_ids(self.tokenizer))
         cfg = self.model.comet_config
         self.banned = [cfg.placeholder_id, cfg.temp_beacon_id] + list(cfg.global_beacon_ids)
+        self._states: dict = {}  # the last document's memory state
 
     # -- shared pieces --------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -68,10 +69,15 @@ class Answerer:
         return getattr(self, f"_{self.method}")(item)
 
     def _comet(self, item: EvalItem) -> str:
+        """Questions on the same document reuse its memory state, as `comet ask` does: the
+        document is read once (the frame before it does not depend on the question)."""
         from comet_models.runtime import feed, generate, new_state
 
         prefix, suffix = self.frame(build_prompt(item))
-        state = feed(self.model, new_state(self.model), prefix + self.encode(item.document))
+        key = hash((tuple(prefix), item.document))
+        if key not in self._states:
+            self._states = {key: feed(self.model, new_state(self.model), prefix + self.encode(item.document))}
+        state = self._states[key]
         ids = list(generate(self.model, state, suffix, max_new_tokens=self.max_new_tokens, stop=set(self.stop)))
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 

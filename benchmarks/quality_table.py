@@ -1,0 +1,88 @@
+"""The quality table: long-document tasks x methods, on the same backbone, through `comet eval`.
+
+Rows (methods): (a) truncate, (b) sliding, (c) mapreduce, all three on the base weights of an
+untrained conversion; (d) CoMeT freshly converted (untrained); (e) CoMeT trained (the shipped
+default). Each cell is `comet eval TASK --method M --model DIR --limit N`, with per-item results
+kept in benchmarks/results/quality/*.jsonl, so a rerun only computes what is missing.
+
+    python benchmarks/quality_table.py --limit 4     # writes benchmarks/results/quality.{json,md}
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+TASKS = ["qmsum", "squality", "financial_qa", "tpo"]
+MAIN_METRIC = {"rouge": "rougeL", "f1": "f1", "mc": "accuracy"}
+
+
+def untrained_dir() -> Path:
+    home = Path(os.environ.get("COMET_HOME", Path.home() / ".cache" / "comet"))
+    out = home / "models" / "smollm2-untrained-for-eval"
+    if not (out / "config.json").is_file():
+        subprocess.run([sys.executable, "-m", "comet_cli.cli", "convert", "--untrained", "-o", str(out), "--force"],
+                       check=True, cwd=ROOT)
+    return out
+
+
+def run_cell(task: str, method: str, model: str | None, tag: str, limit: int, window: int) -> dict:
+    out = RESULTS / "quality" / f"{task}.{tag}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "comet_cli.cli", "eval", task, "--method", method, "--limit", str(limit),
+           "--window", str(window), "--out", str(out), "--json", "-q"] + (["--model", model] if model else [])
+    t = time.time()
+    res = subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, text=True)
+    row = json.loads(res.stdout)
+    row["wall_seconds"] = round(time.time() - t, 1)
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", nargs="+", default=TASKS)
+    ap.add_argument("--rows", nargs="+", default=["a", "b", "c", "d", "e"])
+    ap.add_argument("--limit", type=int, default=4)
+    ap.add_argument("--window", type=int, default=4096)
+    args = ap.parse_args()
+    from comet_cli.eval.tasks import TASKS as REGISTRY
+
+    base = str(untrained_dir())
+    rows = {"a": ("truncate", base, "(a) full attention, truncated to the window (head + tail)"),
+            "b": ("sliding", base, "(b) sliding window + attention sinks, CoMeT's memory budget"),
+            "c": ("mapreduce", base, "(c) map-reduce over window-sized pieces"),
+            "d": ("comet", base, "(d) CoMeT, freshly converted (untrained)"),
+            "e": ("comet", None, "(e) CoMeT, trained (shipped default)")}
+    table = {}
+    for r in args.rows:
+        method, model, label = rows[r]
+        for task in args.tasks:
+            table.setdefault(label, {})[task] = run_cell(task, method, model, r, args.limit, args.window)
+    res = {"limit": args.limit, "window": args.window, "tasks": args.tasks, "table": table,
+           "machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d")}
+    (RESULTS / "quality.json").write_text(json.dumps(res, indent=2) + "\n")
+    head = "| method | " + " | ".join(f"{t} ({MAIN_METRIC[REGISTRY[t].metric]})" for t in args.tasks) + " |"
+    lines = ["# Quality on long-document tasks (same backbone: SmolLM2-135M-Instruct)", "",
+             f"First {args.limit} items of each task, greedy, window {args.window} tokens for (a) and (c). "
+             "Command: `python benchmarks/quality_table.py --limit "
+             f"{args.limit}`; per-item predictions in `results/quality/`. Cells: main metric (mean s per item).", "",
+             head, "|---|" + "---:|" * len(args.tasks)]
+    for label, cells in table.items():
+        vals = []
+        for t in args.tasks:
+            c = cells[t]
+            vals.append(f"{c.get(MAIN_METRIC[REGISTRY[t].metric], float('nan')):.3f} ({c.get('seconds', 0):.0f} s)")
+        lines.append(f"| {label} | " + " | ".join(vals) + " |")
+    (RESULTS / "quality.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
