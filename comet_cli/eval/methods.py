@@ -81,18 +81,21 @@ class Answerer:
         ids = list(generate(self.model, state, suffix, max_new_tokens=self.max_new_tokens, stop=set(self.stop)))
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
-    def _truncate(self, item: EvalItem) -> str:
-        prefix, suffix = self.frame(build_prompt(item))
-        doc, room = self.encode(item.document), self.room(prefix, suffix)
+    def window_ids(self, prefix: list[int], doc: list[int], suffix: list[int]) -> list[int]:
+        """The prompt a windowed baseline sees: truncate keeps the document's head and tail within
+        the window; sliding keeps the attention sinks and the most recent tokens."""
+        if self.method == "sliding":
+            return prefix[:SINKS] + (prefix[SINKS:] + doc)[-same_memory_window(self.model):] + suffix
+        room = self.room(prefix, suffix)
         if len(doc) > room:
             doc = doc[: room // 2] + doc[len(doc) - (room - room // 2):]
-        return self.full_attention(prefix + doc + suffix)
+        return prefix + doc + suffix
 
-    def _sliding(self, item: EvalItem) -> str:
+    def _truncate(self, item: EvalItem) -> str:
         prefix, suffix = self.frame(build_prompt(item))
-        doc = self.encode(item.document)
-        keep = same_memory_window(self.model)
-        return self.full_attention(prefix[:SINKS] + (prefix[SINKS:] + doc)[-keep:] + suffix)
+        return self.full_attention(self.window_ids(prefix, self.encode(item.document), suffix))
+
+    _sliding = _truncate  # the same call; window_ids picks the window by method
 
     def _mapreduce(self, item: EvalItem) -> str:
         instruction = build_prompt(item)

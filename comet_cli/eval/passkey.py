@@ -12,13 +12,12 @@ The baselines (truncate, sliding) only see a window, so they encode just that wi
 """
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from comet_cli.eval.methods import SINKS, Answerer, same_memory_window
+from comet_cli.eval.methods import Answerer
 
 NEEDLE = "The pass key is {key}. Remember it. {key} is the pass key."
 QUESTION = "What is the pass key?"
@@ -62,16 +61,10 @@ def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed:
             text = ans.tokenizer.decode(ids, skip_special_tokens=True)
             rows.append(_row(length, depth, sample, key, text, answer_of(text), time.time() - t0))
         return rows
-    keep = ans.room(prefix, suffix) if ans.method == "truncate" else same_memory_window(ans.model)
     for pos, depth in cuts:
         t0 = time.time()
-        doc = fill[:pos] + needle + fill[pos:]
-        if ans.method == "truncate":
-            doc = doc[: keep // 2] + doc[len(doc) - (keep - keep // 2):] if len(doc) > keep else doc
-            ids = prefix + doc + suffix
-        else:  # sliding: attention sinks + the most recent tokens
-            ids = prefix[:SINKS] + (prefix[SINKS:] + doc)[-keep:] + suffix
         progress(f"length {length:,} depth {depth:.2f}")
+        ids = ans.window_ids(prefix, fill[:pos] + needle + fill[pos:], suffix)
         text = ans.full_attention(ids, max_new_tokens=12)
         rows.append(_row(length, depth, sample, key, text, answer_of(text), time.time() - t0))
     return rows
@@ -119,8 +112,3 @@ def plot_heatmaps(results: dict[str, list[dict]], path: Path) -> None:
 def _k(n: int) -> str:
     return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else f"{n // 1024}k" if n >= 1024 else str(n)
 
-
-def write_results(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n")
-    tmp.replace(path)
