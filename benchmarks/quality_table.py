@@ -1,8 +1,9 @@
 """The quality table: long-document tasks x methods, on the same backbone, through `comet eval`.
 
 Rows (methods): (a) truncate, (b) sliding, (c) mapreduce, all three on the base weights of an
-untrained conversion; (d) CoMeT freshly converted (untrained); (e) CoMeT trained (the shipped
-default). Each cell is `comet eval TASK --method M --model DIR --limit N`, with per-item results
+untrained conversion; (c') truncate on the base fine-tuned with full attention on the same
+training data (benchmarks/full_attention_finetune.py, row key `cft`); (d) CoMeT freshly converted
+(untrained); (e) CoMeT trained (the shipped default). Each cell is `comet eval TASK --method M --model DIR --limit N`, with per-item results
 kept in benchmarks/results/quality/*.jsonl, so a rerun only computes what is missing.
 
     python benchmarks/quality_table.py --limit 4     # writes benchmarks/results/quality.{json,md}
@@ -20,15 +21,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 TASKS = ["qmsum", "squality", "financial_qa", "tpo"]
+FT_DIR = ROOT / "runs" / "full-attention-ft" / "model"
 MAIN_METRIC = {"rouge": "rougeL", "f1": "f1", "mc": "accuracy"}
 
 
 def untrained_dir() -> Path:
+    """An untrained conversion of the embedded default in the shipped recipe's memory layout, so
+    rows (b) and (d) have the same memory budget as the trained default (e)."""
+    import yaml
+
+    mem = yaml.safe_load((ROOT / "recipes" / "smollm2-default.yaml").read_text())["memory"]
+    flags = {"chunk-size": mem["chunk_size"], "global-slots": mem["global_slots"],
+             "temp-stride": mem["temp_stride"], "temp-budget": mem["temp_budget"]}
     home = Path(os.environ.get("COMET_HOME", Path.home() / ".cache" / "comet"))
-    out = home / "models" / "smollm2-untrained-for-eval"
+    out = home / "models" / ("smollm2-untrained-" + "-".join(str(v) for v in flags.values()))
     if not (out / "config.json").is_file():
-        subprocess.run([sys.executable, "-m", "comet_cli.cli", "convert", "--untrained", "-o", str(out), "--force"],
-                       check=True, cwd=ROOT)
+        cmd = [sys.executable, "-m", "comet_cli.cli", "convert", "--untrained", "-o", str(out), "--force"]
+        subprocess.run(cmd + [a for k, v in flags.items() for a in (f"--{k}", str(v))], check=True, cwd=ROOT)
     return out
 
 
@@ -48,7 +57,8 @@ def run_cell(task: str, method: str, model: str | None, tag: str, limit: int, wi
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=TASKS)
-    ap.add_argument("--rows", nargs="+", default=["a", "b", "c", "d", "e"])
+    ap.add_argument("--rows", nargs="+", default=["a", "b", "c", "cft", "d", "e"],
+                    help="cft is (c'): needs `python benchmarks/full_attention_finetune.py` first")
     ap.add_argument("--limit", type=int, default=4)
     ap.add_argument("--window", type=int, default=4096)
     args = ap.parse_args()
@@ -58,8 +68,11 @@ def main() -> None:
     rows = {"a": ("truncate", base, "(a) full attention, truncated to the window (head + tail)"),
             "b": ("sliding", base, "(b) sliding window + attention sinks, CoMeT's memory budget"),
             "c": ("mapreduce", base, "(c) map-reduce over window-sized pieces"),
+            "cft": ("truncate", str(FT_DIR), "(c') full attention fine-tuned on the training data, truncated"),
             "d": ("comet", base, "(d) CoMeT, freshly converted (untrained)"),
             "e": ("comet", None, "(e) CoMeT, trained (shipped default)")}
+    if "cft" in args.rows and not (FT_DIR / "config.json").is_file():
+        sys.exit(f"{FT_DIR}: not found; run `python benchmarks/full_attention_finetune.py` first (row cft)")
     table = {}
     for r in args.rows:
         method, model, label = rows[r]

@@ -1,0 +1,77 @@
+"""Pass-key retrieval over a grid of input lengths x needle depths, for CoMeT and its baselines.
+
+Each method is one `comet eval passkey` run (book filler, a random 5-digit key per sample) whose
+per-sample rows go to benchmarks/results/passkey/<method>.jsonl, so a rerun (or a longer --lengths)
+only computes the cells that are missing. Methods: `trained` (the embedded default with its shipped
+weights), `untrained` (the same layout, freshly converted) and `sliding` (attention sinks + recent
+tokens at CoMeT's memory budget, base weights).
+
+    python benchmarks/passkey_grid.py --lengths 4096,16384,65536 --depths 5 --samples 1
+    # -> benchmarks/results/passkey_grid.{json,md,png}
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def run_method(name: str, args) -> list[dict]:
+    from quality_table import untrained_dir
+
+    method, model = {"trained": ("comet", None), "untrained": ("comet", str(untrained_dir())),
+                     "sliding": ("sliding", str(untrained_dir()))}[name]
+    out = RESULTS / "passkey" / f"{name}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "comet_cli.cli", "eval", "passkey", "--method", method, "--lengths", args.lengths,
+           "--depths", str(args.depths), "--samples", str(args.samples), "--out", str(out), "--json", "-q"]
+    t = time.time()
+    subprocess.run(cmd + (["--model", model] if model else []), check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    print(f"{name}: {time.time() - t:.0f} s", file=sys.stderr, flush=True)
+    wanted = {int(x) for x in args.lengths.split(",")}
+    return [r for r in map(json.loads, out.read_text().splitlines()) if r["length"] in wanted]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lengths", default="4096,16384,65536")
+    ap.add_argument("--depths", type=int, default=5)
+    ap.add_argument("--samples", type=int, default=1)
+    ap.add_argument("--methods", nargs="+", default=["trained", "untrained", "sliding"])
+    args = ap.parse_args()
+    from comet_cli.eval.passkey import plot_heatmaps, summarize_grid
+
+    results = {m: run_method(m, args) for m in args.methods}
+    grids = {m: summarize_grid(rows) for m, rows in results.items()}
+    res = {"command": "python benchmarks/passkey_grid.py " + " ".join(sys.argv[1:]),
+           "machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
+           "samples_per_cell": args.samples,
+           "grids": {m: {str(L): {str(d): a for d, a in ds.items()} for L, ds in g.items()} for m, g in grids.items()},
+           "overall": {m: round(sum(r["correct"] for r in rows) / max(1, len(rows)), 3) for m, rows in results.items()}}
+    (RESULTS / "passkey_grid.json").write_text(json.dumps(res, indent=2) + "\n")
+    plot_heatmaps(results, RESULTS / "passkey_grid.png")
+    lines = ["# Pass-key retrieval: accuracy by input length and needle depth", "",
+             f"Command: `{res['command']}` ({args.samples} sample(s) per cell, {res['machine']}, {res['date']}); "
+             "per-sample answers in `results/passkey/`.", ""]
+    for m, g in grids.items():
+        depths = sorted({d for ds in g.values() for d in ds})
+        lines += [f"**{m}** (overall {res['overall'][m]:.0%})", "",
+                  "| tokens | " + " | ".join(f"depth {d:.2f}" for d in depths) + " |",
+                  "|---:|" + "---:|" * len(depths)]
+        lines += [f"| {L:,} | " + " | ".join(f"{ds.get(d, float('nan')):.0%}" for d in depths) + " |"
+                  for L, ds in g.items()]
+        lines.append("")
+    (RESULTS / "passkey_grid.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
