@@ -57,7 +57,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None)
     ap.add_argument("--comet-lengths", default="2048,8192,32768,131072")
-    ap.add_argument("--full-lengths", default="1024,2048,4096,8192")
+    ap.add_argument("--full-lengths", default="1024,2048,4096,8192,16384")
     ap.add_argument("--tokens", type=int, default=32, help="decoded tokens per point")
     args = ap.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
