@@ -27,9 +27,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 def run_method(name: str, args) -> list[dict]:
     from quality_table import untrained_dir
 
-    method, model = {"trained": ("comet", None), "untrained": ("comet", str(untrained_dir())),
+    method, model = {"trained": ("comet", args.trained_model), "untrained": ("comet", str(untrained_dir())),
                      "sliding": ("sliding", str(untrained_dir()))}[name]
-    out = RESULTS / "passkey" / f"{name}.jsonl"
+    tag = name if name != "trained" or not args.trained_model else f"trained-{Path(args.trained_model).parent.name}"
+    out = RESULTS / "passkey" / f"{tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "comet_cli.cli", "eval", "passkey", "--method", method, "--lengths", args.lengths,
            "--depths", str(args.depths), "--samples", str(args.samples), "--out", str(out), "--json", "-q"]
@@ -46,6 +47,8 @@ def main() -> None:
     ap.add_argument("--depths", type=int, default=5)
     ap.add_argument("--samples", type=int, default=1)
     ap.add_argument("--methods", nargs="+", default=["trained", "untrained", "sliding"])
+    ap.add_argument("--trained-model", default=None,
+                    help="CoMeT folder for the `trained` row (default: the embedded default with its shipped weights)")
     args = ap.parse_args()
     from comet_cli.eval.passkey import plot_heatmaps, summarize_grid
 
@@ -53,7 +56,7 @@ def main() -> None:
     grids = {m: summarize_grid(rows) for m, rows in results.items()}
     res = {"command": "python benchmarks/passkey_grid.py " + " ".join(sys.argv[1:]),
            "machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
-           "samples_per_cell": args.samples,
+           "samples_per_cell": args.samples, "trained_model": args.trained_model or "embedded default",
            "grids": {m: {str(L): {str(d): a for d, a in ds.items()} for L, ds in g.items()} for m, g in grids.items()},
            "overall": {m: round(sum(r["correct"] for r in rows) / max(1, len(rows)), 3) for m, rows in results.items()}}
     (RESULTS / "passkey_grid.json").write_text(json.dumps(res, indent=2) + "\n")
@@ -63,7 +66,8 @@ def main() -> None:
              "per-sample answers in `results/passkey/`.", ""]
     for m, g in grids.items():
         depths = sorted({d for ds in g.values() for d in ds})
-        lines += [f"**{m}** (overall {res['overall'][m]:.0%})", "",
+        who = f", {res['trained_model']}" if m == "trained" else ""
+        lines += [f"**{m}**{who} (overall {res['overall'][m]:.0%})", "",
                   "| tokens | " + " | ".join(f"depth {d:.2f}" for d in depths) + " |",
                   "|---:|" + "---:|" * len(depths)]
         lines += [f"| {L:,} | " + " | ".join(f"{ds.get(d, float('nan')):.0%}" for d in depths) + " |"

@@ -73,11 +73,20 @@ def main() -> None:
             "e": ("comet", None, "(e) CoMeT, trained (shipped default)")}
     if "cft" in args.rows and not (FT_DIR / "config.json").is_file():
         sys.exit(f"{FT_DIR}: not found; run `python benchmarks/full_attention_finetune.py` first (row cft)")
-    table = {}
+    shipped = ROOT / "models" / "weights" / "smollm2-135m-instruct.safetensors"
+    if "e" in args.rows and not shipped.is_file():
+        sys.exit(f"{shipped}: no trained weights are shipped yet, so row e would be the untrained model; "
+                 "leave it out (--rows a b c cft d)")
+    # rows already measured with the same settings are kept, so rows can be added one run at a time
+    old = json.loads((RESULTS / "quality.json").read_text()) if (RESULTS / "quality.json").is_file() else {}
+    same = (old.get("limit"), old.get("window"), old.get("tasks")) == (args.limit, args.window, args.tasks)
+    table = dict(old.get("table", {})) if same else {}
     for r in args.rows:
         method, model, label = rows[r]
         for task in args.tasks:
             table.setdefault(label, {})[task] = run_cell(task, method, model, r, args.limit, args.window)
+    order = [rows[r][2] for r in rows]
+    table = {label: table[label] for label in sorted(table, key=lambda l: order.index(l) if l in order else 99)}
     res = {"limit": args.limit, "window": args.window, "tasks": args.tasks, "table": table,
            "machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d")}
     (RESULTS / "quality.json").write_text(json.dumps(res, indent=2) + "\n")
