@@ -40,12 +40,14 @@ def matmul_flops(m: int, k: int, n: int, reps: int = 5) -> float:
 
 def counted_flops(fn) -> tuple[int, int]:
     """(all FLOPs, attention FLOPs) of fn(). torch's counter knows the CUDA attention kernels but
-    not the CPU one that SDPA picks here, so that one is mapped to torch's own SDPA formula
-    (QK^T and AV counted dense over every position the mask spans, as for the CUDA kernels)."""
+    not the CPU one that SDPA picks here, so that one is mapped to torch's own SDPA formula (QK^T
+    and AV), halved when the kernel runs causal: it then skips the blocks above the diagonal, as
+    FLOP counts of causal attention usually assume. CoMeT chunks are plain causal (METHOD.md 5)."""
     from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-    def cpu_sdpa(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs) -> int:
-        return sdpa_flop_count(q_shape, k_shape, v_shape)
+    def cpu_sdpa(q_shape, k_shape, v_shape, dropout_p=0.0, is_causal=False, *args, out_shape=None, **kwargs) -> int:
+        dense = sdpa_flop_count(q_shape, k_shape, v_shape)
+        return dense // 2 if is_causal else dense
 
     aten = torch.ops.aten
     with FlopCounterMode(display=False, custom_mapping={
@@ -127,8 +129,9 @@ def table(r: dict) -> str:
         f"{r['machine']}, torch {r['torch']} ({r['threads']} threads), layout {r['layout']}, "
         f"{r['positions_per_chunk']} positions per chunk. Command: `python benchmarks/ingest_efficiency.py`. "
         f"Matmul, best of the run: {peaks}. Load average at the end: {r['load']:.2f}. "
-        "FLOPs are counted by torch.utils.flop_counter; attention (QK^T and AV, dense over the masked "
-        "square, torch's SDPA formula) is added for the CPU kernel the counter does not know.", "",
+        "FLOPs are counted by torch.utils.flop_counter; attention (QK^T and AV by torch's SDPA formula, "
+        "halved because the kernel runs causal and skips the upper blocks) is added for the CPU kernel "
+        "the counter does not know.", "",
         "| what | FLOPs per chunk (counted; of which attention) | s per chunk (best) | GFLOP/s | efficiency vs matmul peak | same, attention FLOPs left out | text tokens/s |",
         "|---|---:|---:|---:|---:|---:|---:|",
         f"| CoMeT ingest (all positions) | {c['flops_per_chunk'] / 1e9:.1f} G ({c['attention_flops_per_chunk'] / 1e9:.1f} G) | {c['seconds_per_chunk_best']} | "
