@@ -94,7 +94,7 @@ def main() -> None:
     lines = ["# Quality on long-document tasks (same backbone: SmolLM2-135M-Instruct)", "",
              f"First {args.limit} items of each task, greedy, window {args.window} tokens for (a) and (c). "
              "Command: `python benchmarks/quality_table.py --limit "
-             f"{args.limit}`; per-item predictions in `results/quality/`. Cells: main metric (mean s per item).", "",
+             f"{args.limit} --rows {' '.join(k for k, v in rows.items() if v[2] in table)}`; per-item predictions in `results/quality/`. Cells: main metric (mean s per item).", "",
              head, "|---|" + "---:|" * len(args.tasks)]
     for label, cells in table.items():
         vals = []
