@@ -1,4 +1,4 @@
-"""Pass-key retrieval over a grid of input lengths x needle depths, for CoMeT and its baselines.
+"""Pass-key (or BABILong) retrieval over input lengths x needle depths, CoMeT and its baselines.
 
 Each method is one `comet eval passkey` run (book filler, a random 5-digit key per sample) whose
 per-sample rows go to benchmarks/results/passkey/<method>.jsonl, so a rerun (or a longer --lengths)
@@ -8,6 +8,7 @@ tokens at CoMeT's memory budget, base weights).
 
     python benchmarks/passkey_grid.py --lengths 4096,16384,65536 --depths 5 --samples 1
     # -> benchmarks/results/passkey_grid.{json,md,png}
+    python benchmarks/passkey_grid.py --task babilong --lengths 4096,16384 --samples 3
 """
 from __future__ import annotations
 
@@ -30,19 +31,21 @@ def run_method(name: str, args) -> list[dict]:
     method, model = {"trained": ("comet", args.trained_model), "untrained": ("comet", str(untrained_dir())),
                      "sliding": ("sliding", str(untrained_dir()))}[name]
     tag = name if name != "trained" or not args.trained_model else f"trained-{Path(args.trained_model).parent.name}"
-    out = RESULTS / "passkey" / f"{tag}.jsonl"
+    out = RESULTS / args.task / f"{tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "comet_cli.cli", "eval", "passkey", "--method", method, "--lengths", args.lengths,
+    cmd = [sys.executable, "-m", "comet_cli.cli", "eval", args.task, "--method", method, "--lengths", args.lengths,
            "--depths", str(args.depths), "--samples", str(args.samples), "--out", str(out), "--json", "-q"]
     t = time.time()
     subprocess.run(cmd + (["--model", model] if model else []), check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     print(f"{name}: {time.time() - t:.0f} s", file=sys.stderr, flush=True)
     wanted = {int(x) for x in args.lengths.split(",")}
-    return [r for r in map(json.loads, out.read_text().splitlines()) if r["length"] in wanted]
+    lines = map(json.loads, out.read_text().splitlines())  # one line per sample: its rows, one per depth
+    return [r for line in lines for r in line["rows"] if r["length"] in wanted]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", choices=("passkey", "babilong"), default="passkey")
     ap.add_argument("--lengths", default="4096,16384,65536")
     ap.add_argument("--depths", type=int, default=5)
     ap.add_argument("--samples", type=int, default=1)
@@ -59,11 +62,12 @@ def main() -> None:
            "samples_per_cell": args.samples, "trained_model": args.trained_model or "embedded default",
            "grids": {m: {str(L): {str(d): a for d, a in ds.items()} for L, ds in g.items()} for m, g in grids.items()},
            "overall": {m: round(sum(r["correct"] for r in rows) / max(1, len(rows)), 3) for m, rows in results.items()}}
-    (RESULTS / "passkey_grid.json").write_text(json.dumps(res, indent=2) + "\n")
-    plot_heatmaps(results, RESULTS / "passkey_grid.png")
-    lines = ["# Pass-key retrieval: accuracy by input length and needle depth", "",
+    (RESULTS / f"{args.task}_grid.json").write_text(json.dumps(res, indent=2) + "\n")
+    plot_heatmaps(results, RESULTS / f"{args.task}_grid.png")
+    title = "Pass-key retrieval" if args.task == "passkey" else "BABILong-style facts (bAbI qa1/qa2)"
+    lines = [f"# {title}: accuracy by input length and needle depth", "",
              f"Command: `{res['command']}` ({args.samples} sample(s) per cell, {res['machine']}, {res['date']}); "
-             "per-sample answers in `results/passkey/`.", ""]
+             f"per-sample answers in `results/{args.task}/`.", ""]
     for m, g in grids.items():
         depths = sorted({d for ds in g.values() for d in ds})
         who = f", {res['trained_model']}" if m == "trained" else ""
@@ -73,7 +77,7 @@ def main() -> None:
         lines += [f"| {L:,} | " + " | ".join(f"{ds.get(d, float('nan')):.0%}" for d in depths) + " |"
                   for L, ds in g.items()]
         lines.append("")
-    (RESULTS / "passkey_grid.md").write_text("\n".join(lines))
+    (RESULTS / f"{args.task}_grid.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 

@@ -130,3 +130,29 @@ def test_passkey_results_resume_from_out(tmp_path, capsys, tiny_comet_folder):
     lines = out.read_text().splitlines()
     code, stdout, _ = run_cli(args, capsys)
     assert code == 0 and json.loads(stdout)["grid"] == first["grid"] and out.read_text().splitlines() == lines
+
+
+def test_babilong_grid_hides_the_facts_and_checks_the_answer_word(tmp_path, capsys, tiny_comet_folder):
+    from comet_cli.eval.passkey import Needle
+
+    (tmp_path / "books").mkdir()
+    (tmp_path / "books" / "b.txt").write_text(DOC * 3)
+    babi = tmp_path / "babi" / "en"
+    babi.mkdir(parents=True)
+    story = "1 Mary moved to the bathroom.\n2 John went to the hallway.\n3 Where is Mary?\tbathroom\t1\n"
+    for name in ("qa1_single-supporting-fact_test.txt", "qa2_two-supporting-facts_test.txt"):
+        (babi / name).write_text(story)
+    args = ["eval", "babilong", "--lengths", "200", "--depths", "3", "--model", str(tiny_comet_folder),
+            "--data", str(tmp_path), "--out", str(tmp_path / "b.jsonl"), "--json", "-q"]
+    code, stdout, err = run_cli(args, capsys)
+    assert code == 0, err
+    res = json.loads(stdout)
+    assert res["task"] == "babilong" and res["items"] == 3 and set(res["grid"]["200"]) == {"0.0", "0.5", "1.0"}
+    rows = json.loads((tmp_path / "b.jsonl").read_text().splitlines()[0])["rows"]
+    assert {r["key"] for r in rows} == {"bathroom"}
+    needle = Needle("Mary moved to the bathroom.", "Where is Mary?", "bathroom", kind="babilong")
+    assert needle.correct("She is in the Bathroom.") and not needle.correct("the bath") \
+        and not needle.correct("bathrooms")
+    (babi / "qa2_two-supporting-facts_test.txt").unlink()
+    code, _, err = run_cli(args, capsys)
+    assert code == 1 and "qa2_two-supporting-facts_test.txt" in err and "Traceback" not in err

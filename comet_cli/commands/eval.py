@@ -1,4 +1,4 @@
-"""`comet eval TASK`: one method on one long-document task (or the pass-key grid), scored."""
+"""`comet eval TASK`: one method on one long-document task (or a needle grid: passkey, babilong), scored."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,9 @@ from pathlib import Path
 import click
 
 from comet_cli import console
+
+
+BABI_FILES = ("qa1_single-supporting-fact_test.txt", "qa2_two-supporting-facts_test.txt")
 
 
 def _default_data() -> Path:
@@ -31,14 +34,17 @@ def _default_data() -> Path:
 @click.option("--max-new-tokens", type=click.IntRange(1), default=128, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Per-item JSONL; items already in it are not run again (resume).")
-@click.option("--lengths", default="4096,16384", show_default=True, help="passkey: input lengths in tokens.")
-@click.option("--depths", type=click.IntRange(1), default=5, show_default=True, help="passkey: depths from 0 to 1.")
-@click.option("--samples", type=click.IntRange(1), default=1, show_default=True, help="passkey: samples per cell.")
+@click.option("--lengths", default="4096,16384", show_default=True,
+              help="passkey/babilong: input lengths in tokens.")
+@click.option("--depths", type=click.IntRange(1), default=5, show_default=True,
+              help="passkey/babilong: depths from 0 to 1.")
+@click.option("--samples", type=click.IntRange(1), default=1, show_default=True,
+              help="passkey/babilong: samples per cell.")
 @click.option("--json", "as_json", is_flag=True, help="Print the aggregate as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display on stderr.")
 def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, out, lengths, depths, samples,
              as_json, quiet):
-    """Score a method on TASK: a long-document task from the shared data, or `passkey`.
+    """Score a method on TASK: a long-document task from the shared data, `passkey` or `babilong`.
 
     `comet eval list` shows the tasks. Methods (all greedy, same chat prompt): comet (the
     document streams through memory), truncate (full attention on head + tail within
@@ -50,6 +56,7 @@ def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, o
       comet eval qmsum --limit 5
       comet eval qmsum --limit 5 --method truncate --model base-untrained
       comet eval passkey --lengths 4096,16384,65536 --depths 5 --out pk.jsonl
+      comet eval babilong --lengths 4096,16384 --samples 4 --method sliding
     """
     from comet_cli.eval.tasks import TASKS, get_task
 
@@ -57,8 +64,10 @@ def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, o
         for name, spec in TASKS.items():
             console.result(f"{name:18} {spec.metric:6} {spec.description}")
         console.result(f"{'passkey':18} {'acc':6} pass-key retrieval over --lengths x --depths (book filler)")
+        console.result(f"{'babilong':18} {'acc':6} bAbI qa1/qa2 facts hidden in book text, --lengths x --depths")
         return
-    if task != "passkey":
+    grid_task = task in ("passkey", "babilong")
+    if not grid_task:
         get_task(task)  # unknown task: one-line error before loading anything
     data = Path(data_dir) if data_dir else _default_data()
     from comet_cli.modelref import load_model
@@ -69,12 +78,12 @@ def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, o
 
     ans = Answerer(model, tok, method, window=window, max_new_tokens=max_new_tokens)
     done = _read_done(Path(out)) if out else {}
-    if task == "passkey":
-        rows = _passkey(ans, data, lengths, depths, samples, done, out, quiet)
+    if grid_task:
+        rows = _grid(task, ans, data, lengths, depths, samples, done, out, quiet)
         from comet_cli.eval.passkey import summarize_grid
 
         grid = summarize_grid(rows)
-        summary = {"task": "passkey", "method": method, "grid": grid, "items": len(rows)}
+        summary = {"task": task, "method": method, "grid": grid, "items": len(rows)}
         text = "\n".join(f"{L:>9,} tokens: " + "  ".join(f"{d:.2f}:{a:.0%}" for d, a in ds.items())
                          for L, ds in grid.items())
     else:
@@ -133,9 +142,9 @@ def _task(ans, task, data, limit, done, out, quiet) -> list[dict]:
     return rows
 
 
-def _passkey(ans, data, lengths, depths, samples, done, out, quiet) -> list[dict]:
+def _grid(task, ans, data, lengths, depths, samples, done, out, quiet) -> list[dict]:
     from comet_cli.errors import InputError
-    from comet_cli.eval.passkey import depths_grid, run_sample
+    from comet_cli.eval.passkey import babilong_needle, depths_grid, passkey_needle, run_sample
 
     try:
         sizes = [int(x) for x in str(lengths).split(",") if x.strip()]
@@ -146,15 +155,21 @@ def _passkey(ans, data, lengths, depths, samples, done, out, quiet) -> list[dict
         from comet_cli.errors import DataError
 
         raise DataError(f"{data / 'books'}: no book .txt files for the filler text")
+    make, tasks = passkey_needle, None
+    if task == "babilong":
+        from comet_cli.finetune.synthetic import BabiTask
+
+        make = babilong_needle
+        tasks = [BabiTask(data / "babi" / "en" / f) for f in BABI_FILES]
     rows = []
     with console.make_progress(quiet=quiet) as progress:
-        bar = progress.add_task(f"passkey ({ans.method})", total=len(sizes) * samples, extra="")
+        bar = progress.add_task(f"{task} ({ans.method})", total=len(sizes) * samples, extra="")
         for length in sizes:
             for s in range(samples):
-                rid = f"passkey:{ans.method}:{length}:{depths}:{s}"
+                rid = f"{task}:{ans.method}:{length}:{depths}:{s}"
                 if rid not in done:
                     got = run_sample(ans, books, length, depths_grid(depths), 0, s,
-                                     progress=lambda m: progress.update(bar, extra=m))
+                                     progress=lambda m: progress.update(bar, extra=m), make=make, tasks=tasks)
                     done[rid] = {"id": rid, "rows": got}
                     _append(out, done[rid])
                 rows += done[rid]["rows"]

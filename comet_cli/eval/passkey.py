@@ -1,9 +1,11 @@
-"""Pass-key retrieval over a grid of lengths and depths, with a heatmap.
+"""Needle grids over lengths and depths (pass key, BABILong-style facts), with a heatmap.
 
-An item: book text of `length` tokens (filler from the given books at a random offset) with the
-needle "The pass key is 12345. Remember it. 12345 is the pass key." inserted at a relative depth,
+A pass-key item: book text of `length` tokens (filler from the given books at a random offset) with
+the needle "The pass key is 12345. Remember it. 12345 is the pass key." inserted at a relative depth,
 read as a document; then "What is the pass key?". Right when the first 5-digit number of the
-greedy answer is the key.
+greedy answer is the key. A BABILong item (bAbI qa1/qa2 by default) puts a question's story facts,
+in order, as one block at the depth and asks the bAbI question; right when the answer word appears
+in the greedy answer.
 
 For CoMeT the depths of one sample share their filler, and memory states are values, so the
 reading forks: the text before the shallowest needle is read once, each depth's continuation
@@ -13,14 +15,44 @@ The baselines (truncate, sliding) only see a window, so they encode just that wi
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from comet_cli.eval.methods import Answerer
 
 NEEDLE = "The pass key is {key}. Remember it. {key} is the pass key."
 QUESTION = "What is the pass key?"
+
+
+@dataclass(frozen=True)
+class Needle:
+    """What one sample hides and asks: text inserted at each depth, the question, the answer."""
+
+    text: str
+    question: str
+    answer: str
+    kind: str = "passkey"
+
+    def correct(self, reply: str) -> bool:
+        if self.kind == "passkey":
+            from comet_cli.finetune.evaluate import answer_of
+
+            return answer_of(reply) == self.answer
+        return re.search(rf"\b{re.escape(self.answer.lower())}\b", reply.lower()) is not None
+
+
+def passkey_needle(rng: random.Random, tasks=None) -> Needle:
+    key = str(rng.randint(10000, 99999))
+    return Needle(NEEDLE.format(key=key), QUESTION, key)
+
+
+def babilong_needle(rng: random.Random, tasks) -> Needle:
+    task = tasks[rng.randrange(len(tasks))]
+    item = task.items[rng.randrange(len(task.items))]
+    return Needle(" ".join(item.facts), item.question, item.answer, kind="babilong")
 
 
 def depths_grid(n: int) -> list[float]:
@@ -37,15 +69,15 @@ def filler_tokens(ans: Answerer, books: Sequence[str], n: int, rng: random.Rando
 
 
 def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed: int, sample: int,
-               progress=lambda msg: None) -> list[dict]:
-    """One sample (key, filler) at every depth; returns one row per depth."""
-    from comet_cli.finetune.evaluate import answer_of
-
-    rng = random.Random(f"passkey-grid:{seed}:{length}:{sample}")
-    key = str(rng.randint(10000, 99999))
-    needle = ans.encode(" " + NEEDLE.format(key=key))
+               progress=lambda msg: None, make=passkey_needle, tasks=None) -> list[dict]:
+    """One sample (needle, filler) at every depth; returns one row per depth."""
+    tag = "passkey-grid" if make is passkey_needle else "babilong-grid"
+    rng = random.Random(f"{tag}:{seed}:{length}:{sample}")
+    item = make(rng, tasks)
+    key = item.answer
+    needle = ans.encode(" " + item.text)
     fill = filler_tokens(ans, books, length - len(needle), rng)
-    prefix, suffix = ans.frame(QUESTION)
+    prefix, suffix = ans.frame(item.question)
     cuts = sorted((round(d * len(fill)), d) for d in depths)
     rows = []
     if ans.method == "comet":
@@ -59,20 +91,20 @@ def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed:
             fork = feed(ans.model, state, needle + fill[pos:])
             ids = list(generate(ans.model, fork, suffix, max_new_tokens=12, stop=set(ans.stop)))
             text = ans.tokenizer.decode(ids, skip_special_tokens=True)
-            rows.append(_row(length, depth, sample, key, text, answer_of(text), time.time() - t0))
+            rows.append(_row(length, depth, sample, key, text, item.correct(text), time.time() - t0))
         return rows
     for pos, depth in cuts:
         t0 = time.time()
         progress(f"length {length:,} depth {depth:.2f}")
         ids = ans.window_ids(prefix, fill[:pos] + needle + fill[pos:], suffix)
         text = ans.full_attention(ids, max_new_tokens=12)
-        rows.append(_row(length, depth, sample, key, text, answer_of(text), time.time() - t0))
+        rows.append(_row(length, depth, sample, key, text, item.correct(text), time.time() - t0))
     return rows
 
 
-def _row(length, depth, sample, key, text, found, seconds) -> dict:
+def _row(length, depth, sample, key, text, correct, seconds) -> dict:
     return {"length": length, "depth": round(depth, 3), "sample": sample, "key": key, "answer": text.strip()[:80],
-            "correct": found == key, "seconds": round(seconds, 2)}
+            "correct": bool(correct), "seconds": round(seconds, 2)}
 
 
 def summarize_grid(rows: list[dict]) -> dict:
