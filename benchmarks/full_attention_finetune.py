@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -42,11 +41,12 @@ def main() -> None:
     from comet_cli.finetune.checkpoint import export_model
     from comet_cli.finetune.config import load_recipe
     from comet_cli.finetune.data import IGNORE, build_stream
-    from comet_cli.finetune.train import prepare_data_section
+    from comet_cli.finetune.train import lr_factor, prepare_data_section
     from comet_cli.finetune.trainable import TrainableSet, add_lora
     from comet_cli.modelref import load_model
 
-    recipe = load_recipe(args.recipe, [f"data.min_chunks={args.min_chunks}", f"data.max_chunks={args.max_chunks}"])
+    recipe = load_recipe(args.recipe, [f"data.min_chunks={args.min_chunks}", f"data.max_chunks={args.max_chunks}",
+                                       f"train.steps={args.steps}"])
     src = untrained_dir()
     model, tok, _ = load_model(str(src))
     for p in model.parameters():
@@ -65,10 +65,8 @@ def main() -> None:
     log = (out / "metrics.jsonl").open("w")
     model.train()
     t0, tokens = time.time(), 0
-    warm = recipe.optim.warmup_steps
     for step in range(1, args.steps + 1):
-        lr = recipe.optim.lr * (step / warm if step <= warm else
-                                0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, args.steps - warm))))
+        lr = recipe.optim.lr * lr_factor(recipe, step)  # the same schedule as comet finetune
         for g in opt.param_groups:
             g["lr"] = lr
         s = next(stream)

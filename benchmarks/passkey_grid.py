@@ -28,8 +28,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 def run_method(name: str, args) -> list[dict]:
     from quality_table import untrained_dir
 
-    method, model = {"trained": ("comet", args.trained_model), "untrained": ("comet", str(untrained_dir())),
-                     "sliding": ("sliding", str(untrained_dir()))}[name]
+    base = None if name == "trained" else str(untrained_dir())
+    method, model = {"trained": ("comet", args.trained_model), "untrained": ("comet", base),
+                     "sliding": ("sliding", base)}[name]
     tag = name if name != "trained" or not args.trained_model else f"trained-{Path(args.trained_model).parent.name}"
     out = RESULTS / args.task / f"{tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)

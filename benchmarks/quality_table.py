@@ -28,11 +28,11 @@ MAIN_METRIC = {"rouge": "rougeL", "f1": "f1", "mc": "accuracy"}
 def untrained_dir() -> Path:
     """An untrained conversion of the embedded default in the shipped recipe's memory layout, so
     rows (b) and (d) have the same memory budget as the trained default (e)."""
-    import yaml
+    from comet_cli.finetune.config import load_recipe
 
-    mem = yaml.safe_load((ROOT / "recipes" / "smollm2-default.yaml").read_text())["memory"]
-    flags = {"chunk-size": mem["chunk_size"], "global-slots": mem["global_slots"],
-             "temp-stride": mem["temp_stride"], "temp-budget": mem["temp_budget"]}
+    mem = load_recipe(ROOT / "recipes" / "smollm2-default.yaml").memory
+    flags = {"chunk-size": mem.chunk_size, "global-slots": mem.global_slots,
+             "temp-stride": mem.temp_stride, "temp-budget": mem.temp_budget}
     home = Path(os.environ.get("COMET_HOME", Path.home() / ".cache" / "comet"))
     out = home / "models" / ("smollm2-untrained-" + "-".join(str(v) for v in flags.values()))
     if not (out / "config.json").is_file():

@@ -144,7 +144,7 @@ def _task(ans, task, data, limit, done, out, quiet) -> list[dict]:
 
 def _grid(task, ans, data, lengths, depths, samples, done, out, quiet) -> list[dict]:
     from comet_cli.errors import InputError
-    from comet_cli.eval.passkey import babilong_needle, depths_grid, passkey_needle, run_sample
+    from comet_cli.eval.passkey import depths_grid, run_sample
 
     try:
         sizes = [int(x) for x in str(lengths).split(",") if x.strip()]
@@ -155,11 +155,10 @@ def _grid(task, ans, data, lengths, depths, samples, done, out, quiet) -> list[d
         from comet_cli.errors import DataError
 
         raise DataError(f"{data / 'books'}: no book .txt files for the filler text")
-    make, tasks = passkey_needle, None
+    tasks = None
     if task == "babilong":
         from comet_cli.finetune.synthetic import BabiTask
 
-        make = babilong_needle
         tasks = [BabiTask(data / "babi" / "en" / f) for f in BABI_FILES]
     rows = []
     with console.make_progress(quiet=quiet) as progress:
@@ -169,7 +168,7 @@ def _grid(task, ans, data, lengths, depths, samples, done, out, quiet) -> list[d
                 rid = f"{task}:{ans.method}:{length}:{depths}:{s}"
                 if rid not in done:
                     got = run_sample(ans, books, length, depths_grid(depths), 0, s,
-                                     progress=lambda m: progress.update(bar, extra=m), make=make, tasks=tasks)
+                                     progress=lambda m: progress.update(bar, extra=m), kind=task, tasks=tasks)
                     done[rid] = {"id": rid, "rows": got}
                     _append(out, done[rid])
                 rows += done[rid]["rows"]

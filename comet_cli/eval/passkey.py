@@ -55,6 +55,9 @@ def babilong_needle(rng: random.Random, tasks) -> Needle:
     return Needle(" ".join(item.facts), item.question, item.answer, kind="babilong")
 
 
+NEEDLES = {"passkey": passkey_needle, "babilong": babilong_needle}
+
+
 def depths_grid(n: int) -> list[float]:
     return [0.0] if n <= 1 else [i / (n - 1) for i in range(n)]
 
@@ -69,11 +72,10 @@ def filler_tokens(ans: Answerer, books: Sequence[str], n: int, rng: random.Rando
 
 
 def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed: int, sample: int,
-               progress=lambda msg: None, make=passkey_needle, tasks=None) -> list[dict]:
-    """One sample (needle, filler) at every depth; returns one row per depth."""
-    tag = "passkey-grid" if make is passkey_needle else "babilong-grid"
-    rng = random.Random(f"{tag}:{seed}:{length}:{sample}")
-    item = make(rng, tasks)
+               progress=lambda msg: None, kind: str = "passkey", tasks=None) -> list[dict]:
+    """One sample (needle of `kind`, filler) at every depth; returns one row per depth."""
+    rng = random.Random(f"{kind}-grid:{seed}:{length}:{sample}")
+    item = NEEDLES[kind](rng, tasks)
     key = item.answer
     needle = ans.encode(" " + item.text)
     fill = filler_tokens(ans, books, length - len(needle), rng)
