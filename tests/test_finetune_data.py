@@ -217,8 +217,8 @@ def test_passkey_samples_answer_in_last_chunk(tok, book):
     for k in range(6):
         s = family[k]
         assert 200 <= len(s.input_ids) <= 512
-        answer = supervised_text(tok, s)
-        assert answer.isdigit() and len(answer) == 5
+        answer, end = supervised_text(tok, s).split("<|im_end|>")
+        assert answer.isdigit() and len(answer) == 5 and end == ""  # the key, then stop
         assert f"The pass key is {answer}." in tok.decode(s.input_ids)
         supervised = [t for t, y in enumerate(s.labels) if y != IGNORE]
         assert min(supervised) >= len(s.input_ids) - 32  # the answer closes the sample
@@ -228,7 +228,17 @@ def test_babilong_samples(tmp_path, tok, book):
     path = tmp_path / "qa1.txt"
     path.write_text(BABI)
     s = babilong_samples(tok, [BabiTask(path)], book, [300], seed=1)[0]
-    assert len(s.input_ids) <= 300 and supervised_text(tok, s) in {"kitchen", "office", "hallway"}
+    assert len(s.input_ids) <= 300 and supervised_text(tok, s) in {f"{w}<|im_end|>" for w in ("kitchen", "office", "hallway")}
+
+
+def test_supervise_end_of_turn_marks_only_the_end_marker_after_the_answer(tok):
+    from comet_cli.finetune.data import supervise_end_of_turn
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    ids = [10, 11, end, 12]
+    assert supervise_end_of_turn(tok, ids, [False, True, False, False]) == [False, True, True, False]
+    assert supervise_end_of_turn(tok, [10, 11, 13, end], [False, True, False, False]) == [False, True, False, False]
+    assert supervise_end_of_turn(tok, ids, [False] * 4) == [False] * 4  # nothing supervised: unchanged
+    assert supervise_end_of_turn(tok, [10, 11], [False, True]) == [False, True]  # answer at the very end
 
 
 # ---- mixing -------------------------------------------------------------------------------------
@@ -271,7 +281,7 @@ def test_build_stream_from_recipe_section(tmp_path, tok, book):
     assert curriculum_lengths(data, 128) == [128, 256, 300]
     stream = build_stream(data, tok, 128)
     drawn = [next(stream) for _ in range(6)]
-    assert {supervised_text(tok, s).isdigit() for s in drawn} == {True, False}
+    assert {supervised_text(tok, s).removesuffix("<|im_end|>").isdigit() for s in drawn} == {True, False}
     resumed = build_stream(data, tok, 128, position=4)
     assert [next(resumed) for _ in range(2)] == drawn[4:]
 

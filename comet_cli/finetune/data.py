@@ -200,12 +200,26 @@ def _encode_long(tokenizer, text: str, piece_chars: int = 200_000) -> list[int]:
 
 def qa_sample(tokenizer, item: SyntheticSample) -> Sample:
     """A synthetic item as a chat: user = context + blank line + question, assistant = answer.
-    Loss on the answer tokens only; they sit at the very end, after the long context."""
+    Loss on the answer tokens and the end-of-turn token right after them; they sit at the very end,
+    after the long context. Unlike METHOD.md 8.2 (the end marker is never a target), the end is
+    supervised here: a pass key is only right if the model stops after it, and a model trained
+    without it runs on with more digits."""
     messages = [{"role": "user", "content": item.context + "\n\n" + item.question},
                 {"role": "assistant", "content": item.answer}]
     text, spans = assistant_spans(messages, tokenizer)
     ids, supervised = tokens_in_spans(tokenizer, text, spans)
-    return Sample(ids, shift_labels(ids, supervised))
+    return Sample(ids, shift_labels(ids, supervise_end_of_turn(tokenizer, ids, supervised)))
+
+
+def supervise_end_of_turn(tokenizer, ids: Sequence[int], supervised: Sequence[bool]) -> list[bool]:
+    """`supervised` with the end-of-turn token (<|im_end|> or eos) after the last supervised token
+    marked too, when it is there."""
+    out = list(supervised)
+    last = max((t for t, s in enumerate(out) if s), default=None)
+    ends = {tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", tokenizer.eos_token) if t}
+    if last is not None and last + 1 < len(ids) and ids[last + 1] in ends - {tokenizer.unk_token_id}:
+        out[last + 1] = True
+    return out
 
 
 class SyntheticSamples:
