@@ -61,6 +61,8 @@ def main() -> None:
                     help="cft is (c'): needs `python benchmarks/full_attention_finetune.py` first")
     ap.add_argument("--limit", type=int, default=4)
     ap.add_argument("--window", type=int, default=4096)
+    ap.add_argument("--trained", metavar="DIR", help="row e from this converted or exported model folder "
+                    "(a training run's model/) instead of the shipped default, to judge weights before shipping")
     args = ap.parse_args()
     from comet_cli.eval.tasks import TASKS as REGISTRY
 
@@ -71,10 +73,12 @@ def main() -> None:
             "cft": ("truncate", str(FT_DIR), "(c') full attention fine-tuned on the training data, truncated"),
             "d": ("comet", base, "(d) CoMeT, freshly converted (untrained)"),
             "e": ("comet", None, "(e) CoMeT, trained (shipped default)")}
+    if args.trained:
+        rows["e"] = ("comet", args.trained, f"(e) CoMeT, trained ({args.trained})")
     if "cft" in args.rows and not (FT_DIR / "config.json").is_file():
         sys.exit(f"{FT_DIR}: not found; run `python benchmarks/full_attention_finetune.py` first (row cft)")
     shipped = ROOT / "models" / "weights" / "smollm2-135m-instruct.safetensors"
-    if "e" in args.rows and not shipped.is_file():
+    if "e" in args.rows and not args.trained and not shipped.is_file():
         sys.exit(f"{shipped}: no trained weights are shipped yet, so row e would be the untrained model; "
                  "leave it out (--rows a b c cft d)")
     # rows already measured with the same settings are kept, so rows can be added one run at a time
@@ -84,8 +88,10 @@ def main() -> None:
     for r in args.rows:
         method, model, label = rows[r]
         for task in args.tasks:
-            table.setdefault(label, {})[task] = run_cell(task, method, model, r, args.limit, args.window)
-    order = [rows[r][2] for r in rows]
+            # per-item files are resumed, so each trained folder keeps its own
+            tag = r if not (r == "e" and args.trained) else "e-" + "-".join(Path(args.trained).parts[-2:])
+            table.setdefault(label, {})[task] = run_cell(task, method, model, tag, args.limit, args.window)
+    order = [rows[r][2] for r in rows]  # labels of other --trained runs sort last
     table = {label: table[label] for label in sorted(table, key=lambda l: order.index(l) if l in order else 99)}
     res = {"limit": args.limit, "window": args.window, "tasks": args.tasks, "table": table,
            "machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d")}
@@ -94,7 +100,7 @@ def main() -> None:
     lines = ["# Quality on long-document tasks (same backbone: SmolLM2-135M-Instruct)", "",
              f"First {args.limit} items of each task, greedy, window {args.window} tokens for (a) and (c). "
              "Command: `python benchmarks/quality_table.py --limit "
-             f"{args.limit} --rows {' '.join(k for k, v in rows.items() if v[2] in table)}`; per-item predictions in `results/quality/`. Cells: main metric (mean s per item).", "",
+             f"{args.limit} --rows {' '.join(k for k, v in rows.items() if v[2] in table)}` (row e of a run: `--trained DIR`); per-item predictions in `results/quality/`. Cells: main metric (mean s per item).", "",
              head, "|---|" + "---:|" * len(args.tasks)]
     for label, cells in table.items():
         vals = []
