@@ -74,6 +74,7 @@ def pack(runs: list[Path], out: Path) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
+    os.chmod(tmp, 0o644)  # a file to commit and ship: readable by everyone
     os.replace(tmp, out)
     return {"file": str(out), "bytes": out.stat().st_size, "adapted_weights": len(stacked),
             "tensors": len(tensors)}
