@@ -83,6 +83,7 @@ def worker_comet(model_dir: str | None, n_tokens: int) -> dict:
 
 
 def _windows(times) -> dict:
+    times = [t for i, t in enumerate(times) if i == 0 or t[0] != times[i - 1][0]]  # the end can repeat a mark
     if len(times) < 4:
         return {}
     (a0, s0), (a1, s1), (b0, t0), (b1, t1) = times[1], times[2], times[-2], times[-1]
@@ -144,7 +145,8 @@ def write_results(rows: list[dict], out: Path) -> None:
             "command": "python benchmarks/constant_memory.py " + " ".join(sys.argv[1:]), "rows": rows}
     out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
     lines = ["# Constant memory: peak RSS and speed by input length", "",
-             f"Machine: {meta['machine']}, CPU only, fp32. Produced by `{meta['command']}`.", "",
+             f"Machine: {meta['machine']}, {meta['torch_threads']} torch thread(s), CPU only, fp32. "
+             f"Produced by `{meta['command']}`.", "",
              "Peak RSS is the process's ru_maxrss (it includes a transient while the weights load); "
              "RSS while reading is the largest of ~20 samples taken during the read, and growth is that "
              "minus the RSS right after loading: what the input length costs.", "",
