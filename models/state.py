@@ -126,7 +126,10 @@ class MemoryState:
         try:
             with safe_open(str(path), framework="pt") as f:
                 md = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
+                # get_tensor's buffers can sit at any offset in the file; CPU kernels then take other
+                # code paths with other rounding, and a resumed read would drift from an uninterrupted
+                # one. A copy is freshly (64-byte) aligned, like the tensors of a live state.
+                tensors = {k: f.get_tensor(k).clone() for k in f.keys()}
         except Exception as e:  # safetensors raises several types for truncated/corrupt files
             raise StateError(f"{path}: not a readable state file (truncated or corrupt: {str(e).splitlines()[0]})") from e
         if md.get("format") != FORMAT:
