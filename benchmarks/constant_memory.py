@@ -73,7 +73,8 @@ def worker_comet(model_dir: str | None, n_tokens: int) -> dict:
             next_mark += max(n_tokens // 20, 1)
     seconds = time.perf_counter() - t0
     curve.append((state.tokens, rss_bytes()))
-    times.append((state.tokens, round(seconds, 3)))
+    if not times or times[-1][0] != state.tokens:  # the last mark may already be the end (a repeat would read 0 tok/s)
+        times.append((state.tokens, round(seconds, 3)))
     return {"method": "comet", "model": str(folder), "tokens": state.tokens, "chunks": state.chunks,
             "seconds": round(seconds, 2), "tokens_per_second": round(state.tokens / seconds, 1),
             "rss_after_load_bytes": rss_loaded, "peak_rss_bytes": peak_rss_bytes(),
@@ -83,7 +84,6 @@ def worker_comet(model_dir: str | None, n_tokens: int) -> dict:
 
 
 def _windows(times) -> dict:
-    times = [t for i, t in enumerate(times) if i == 0 or t[0] != times[i - 1][0]]  # the end can repeat a mark
     if len(times) < 4:
         return {}
     (a0, s0), (a1, s1), (b0, t0), (b1, t1) = times[1], times[2], times[-2], times[-1]

@@ -85,12 +85,12 @@ def main() -> None:
     old = json.loads((RESULTS / "quality.json").read_text()) if (RESULTS / "quality.json").is_file() else {}
     same = (old.get("limit"), old.get("window"), old.get("tasks")) == (args.limit, args.window, args.tasks)
     table = dict(old.get("table", {})) if same else {}
+    # per-item files are resumed, so each trained folder keeps its own
+    tags = {r: r for r in rows} | ({"e": "e-" + "-".join(Path(args.trained).parts[-2:])} if args.trained else {})
     for r in args.rows:
         method, model, label = rows[r]
         for task in args.tasks:
-            # per-item files are resumed, so each trained folder keeps its own
-            tag = r if not (r == "e" and args.trained) else "e-" + "-".join(Path(args.trained).parts[-2:])
-            table.setdefault(label, {})[task] = run_cell(task, method, model, tag, args.limit, args.window)
+            table.setdefault(label, {})[task] = run_cell(task, method, model, tags[r], args.limit, args.window)
     order = [rows[r][2] for r in rows]  # labels of other --trained runs sort last
     table = {label: table[label] for label in sorted(table, key=lambda l: order.index(l) if l in order else 99)}
     res = {"limit": args.limit, "window": args.window, "tasks": args.tasks, "table": table,

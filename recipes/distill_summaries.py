@@ -15,7 +15,6 @@ repeats itself (the teacher loops now and then) is dropped rather than taught.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import random
@@ -26,7 +25,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("COMET_DATA", ROOT.parent / "shared" / "data"))
 BOOKS = ["pride_and_prejudice_pg1342.txt", "moby_dick_pg2701.txt", "war_and_peace_pg2600.txt"]
-INSTRUCTION = "Summarize the document above in a few sentences."  # the one `comet summarize` uses
 
 
 def passages(n: int, tokens: int, tok, seed: int):
@@ -55,13 +53,11 @@ def main() -> None:
     ap.add_argument("-o", "--out", default=str(ROOT / "recipes" / "data" / "distill-summaries.jsonl"))
     args = ap.parse_args()
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from comet_models.convert import DEFAULT_GGUF, DEFAULT_PACKAGE
+    from comet_cli.commands.read import SUMMARIZE_INSTRUCTION  # the instruction `comet summarize` uses
+    from comet_models.convert import load_source
 
-    folder = list(importlib.util.find_spec(DEFAULT_PACKAGE).submodule_search_locations)[0]
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=DEFAULT_GGUF)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=DEFAULT_GGUF, dtype=torch.float32).eval()
+    model, tok = load_source(None)  # the embedded SmolLM2, plain full attention
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = max((json.loads(line)["passage"] + 1 for line in open(out)), default=0) if out.exists() else 0
@@ -70,7 +66,7 @@ def main() -> None:
         for k, passage in enumerate(passages(args.n, args.tokens, tok, args.seed)):
             if k < done:
                 continue
-            user = passage + "\n\n" + INSTRUCTION
+            user = passage + "\n\n" + SUMMARIZE_INSTRUCTION
             ids = tok.apply_chat_template([{"role": "user", "content": user}], add_generation_prompt=True,
                                           return_tensors="pt", return_dict=True)["input_ids"]
             with torch.no_grad():

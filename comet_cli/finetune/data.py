@@ -212,12 +212,13 @@ def qa_sample(tokenizer, item: SyntheticSample) -> Sample:
 
 
 def supervise_end_of_turn(tokenizer, ids: Sequence[int], supervised: Sequence[bool]) -> list[bool]:
-    """`supervised` with the end-of-turn token (<|im_end|> or eos) after the last supervised token
-    marked too, when it is there."""
+    """`supervised` with the end-of-turn token (one generation stops on: <|im_end|>, eos, ...)
+    after the last supervised token marked too, when it is there."""
+    from comet_models.runtime import stop_ids  # the tokens generation stops on
+
     out = list(supervised)
     last = max((t for t, s in enumerate(out) if s), default=None)
-    ends = {tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", tokenizer.eos_token) if t}
-    if last is not None and last + 1 < len(ids) and ids[last + 1] in ends - {tokenizer.unk_token_id}:
+    if last is not None and last + 1 < len(ids) and ids[last + 1] in stop_ids(tokenizer):
         out[last + 1] = True
     return out
 
