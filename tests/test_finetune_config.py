@@ -124,6 +124,8 @@ def test_load_applies_overrides_then_validates(tmp_path):
     assert "needs 'filler'" in error_of(load_recipe, p, ["data.sources.0.filler=[]"])
     assert "unknown strategy 'zigzag'" in error_of(load_recipe, p, ["data.planner={zigzag: 1}"])
     assert "data.sources.1.weight: must be > 0" in error_of(load_recipe, p, ["data.sources.1.weight=0"])
+    assert "data.sources.0.passage_tokens: must be [low, high]" in error_of(
+        load_recipe, p, ["data.sources.0.passage_tokens=[50, 10]"])
     assert "memory.chunk_size: must be >= 1" in error_of(load_recipe, p, ["memory.chunk_size=0"])
 
 

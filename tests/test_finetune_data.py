@@ -10,10 +10,11 @@ from comet_cli.errors import DataError
 from comet_cli.finetune.config import DataSection, SourceSpec
 from comet_cli.finetune.data import (IGNORE, MixedStream, Sample, Source, boundary_token_ids, build_stream,
                                      chat_sample, chat_samples, curriculum_lengths, cycle, passkey_samples,
-                                     babilong_samples, read_chat_jsonl, shift_labels, text_samples,
+                                     babilong_samples, read_chat_jsonl, recall_samples, shift_labels, text_samples,
                                      tokens_in_spans, assistant_spans)
 from comet_cli.finetune.planning import STRATEGIES, draw_strategy, plan_chunks, plan_sample
-from comet_cli.finetune.synthetic import BabiTask, FillerText, babilong_sample, passkey_sample
+from comet_cli.finetune.synthetic import (RECALL_QUESTION, BabiTask, FillerText, babilong_sample, passkey_sample,
+                                          recall_sample)
 
 BABI = "1 Mary went to the kitchen.\n2 John moved to the garden.\n3 Where is Mary? \tkitchen\t1\n" \
        "4 Mary travelled to the office.\n5 Where is Mary? \toffice\t4\n1 Sandra went to the hallway.\n" \
@@ -224,6 +225,30 @@ def test_passkey_samples_answer_in_last_chunk(tok, book):
         assert min(supervised) >= len(s.input_ids) - 32  # the answer closes the sample
 
 
+def test_recall_sample_quotes_a_passage_at_depth_and_asks_for_it(book, tok):
+    count = count_with(tok)
+    a = recall_sample(random.Random(4), book, 1000, depth=0.2, passage_tokens=(40, 60), count_tokens=count)
+    assert a == recall_sample(random.Random(4), book, 1000, depth=0.2, passage_tokens=(40, 60), count_tokens=count)
+    assert a.kind == "recall" and a.question == RECALL_QUESTION
+    needle = f'Remember this passage word for word: "{a.answer}" End of the passage.'
+    assert a.context.count(needle) == 1 and 0.1 < a.context.index(needle) / len(a.context) < 0.3
+    assert 36 <= count(a.answer) <= 64 and 950 <= count(a.context) <= 1000
+    b = recall_sample(random.Random(5), book, 1000, depth=0.2, passage_tokens=(40, 60), count_tokens=count)
+    assert b.answer != a.answer
+
+
+def test_recall_samples_supervise_the_whole_passage_at_the_end(tok, book):
+    family = recall_samples(tok, book, [512, 768], seed=1, depth=(0.0, 0.3), passage_tokens=(30, 50))
+    for k in range(4):
+        s = family[k]
+        assert 480 <= len(s.input_ids) <= 768
+        answer, end = supervised_text(tok, s).split("<|im_end|>")
+        assert end == "" and 25 <= s.n_supervised <= 60
+        text = tok.decode(s.input_ids)
+        assert text.index(f'"{answer}"') < 0.4 * len(text)  # quoted early, asked for at the end
+        assert text.rstrip().endswith(answer + "<|im_end|>")
+
+
 def test_babilong_samples(tmp_path, tok, book):
     path = tmp_path / "qa1.txt"
     path.write_text(BABI)
@@ -276,7 +301,8 @@ def test_build_stream_from_recipe_section(tmp_path, tok, book):
     chats.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"},
                                               {"role": "assistant", "content": "Hello"}]}) + "\n")
     data = DataSection(sources=[SourceSpec(kind="chat_jsonl", path=str(chats)),
-                                SourceSpec(kind="passkey", filler=[str(book.paths[0])], weight=2.0)],
+                                SourceSpec(kind="passkey", filler=[str(book.paths[0])], weight=2.0),
+                                SourceSpec(kind="recall", filler=[str(book.paths[0])], weight=0.5)],
                        max_tokens=300, min_chunks=1, max_chunks=4, seed=2)
     assert curriculum_lengths(data, 128) == [128, 256, 300]
     stream = build_stream(data, tok, 128)
@@ -284,6 +310,8 @@ def test_build_stream_from_recipe_section(tmp_path, tok, book):
     assert {supervised_text(tok, s).removesuffix("<|im_end|>").isdigit() for s in drawn} == {True, False}
     resumed = build_stream(data, tok, 128, position=4)
     assert [next(resumed) for _ in range(2)] == drawn[4:]
+    drawn = [next(stream) for _ in range(24)]
+    assert any(RECALL_QUESTION in tok.decode(s.input_ids) for s in drawn)
 
 
 def test_boundary_tokens(tok):

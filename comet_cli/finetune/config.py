@@ -56,16 +56,18 @@ class MemorySection:
 
 @dataclass
 class SourceSpec:
-    """One data source. chat_jsonl/text read `path`/`paths`; passkey reads book text from `filler`;
-    babilong reads bAbI files from `path`/`paths` and book text from `filler`. `depth` bounds the
-    relative depth of a pass key."""
+    """One data source. chat_jsonl/text read `path`/`paths`; passkey and recall read book text from
+    `filler`; babilong reads bAbI files from `path`/`paths` and book text from `filler`. `depth`
+    bounds the relative depth of a pass key or recall passage; `passage_tokens` the length of a
+    recall passage."""
 
-    kind: Literal["chat_jsonl", "text", "passkey", "babilong"] = "chat_jsonl"
+    kind: Literal["chat_jsonl", "text", "passkey", "babilong", "recall"] = "chat_jsonl"
     path: str | None = None
     paths: list[str] = field(default_factory=list)
     weight: float = 1.0
     filler: list[str] = field(default_factory=list)
     depth: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    passage_tokens: list[int] = field(default_factory=lambda: [32, 96])
 
     def files(self) -> list[str]:
         """`path` and `paths` together, in that order."""
@@ -239,10 +241,12 @@ def validate_recipe(recipe: Recipe, where: str = "recipe") -> None:
             raise bad(f"{key}.weight", f"must be > 0, got {src.weight}")
         if src.kind in ("chat_jsonl", "text", "babilong") and not src.files():
             raise bad(key, f"kind {src.kind} needs 'path' or 'paths'")
-        if src.kind in ("passkey", "babilong") and not src.filler:
+        if src.kind in ("passkey", "babilong", "recall") and not src.filler:
             raise bad(key, f"kind {src.kind} needs 'filler' (book .txt files for background text)")
         if len(src.depth) != 2 or not 0.0 <= src.depth[0] <= src.depth[1] <= 1.0:
             raise bad(f"{key}.depth", f"must be [low, high] with 0 <= low <= high <= 1, got {src.depth}")
+        if len(src.passage_tokens) != 2 or not 1 <= src.passage_tokens[0] <= src.passage_tokens[1]:
+            raise bad(f"{key}.passage_tokens", f"must be [low, high] with 1 <= low <= high, got {src.passage_tokens}")
     if not 1 <= d.min_chunks <= d.max_chunks:
         raise bad("data.min_chunks", f"need 1 <= min_chunks <= max_chunks, got {d.min_chunks} and {d.max_chunks}")
     if d.max_tokens < 1:

@@ -5,7 +5,8 @@ input_ids[t + 1] where that token is supervised and -100 elsewhere; the last lab
 
 - chat_samples: JSONL chats, loss on assistant content only (METHOD.md 8.2).
 - text_samples: long plain text, loss on every position after the first chunk.
-- passkey_samples / babilong_samples: synthetic long-context QA rendered as a chat; loss on the answer.
+- passkey_samples / babilong_samples / recall_samples: synthetic long-context QA rendered as a chat;
+  loss on the answer.
 - MixedStream: an infinite weighted mixture whose `position` restores exactly on resume.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from comet_cli.errors import DataError, fail
 from comet_cli.finetune.synthetic import (BabiTask, FillerText, SyntheticSample, babilong_sample,
-                                          passkey_sample)
+                                          passkey_sample, recall_sample)
 
 if TYPE_CHECKING:
     from comet_cli.finetune.config import DataSection
@@ -266,6 +267,17 @@ def passkey_samples(tokenizer, filler: FillerText, lengths: Sequence[int], seed:
     return SyntheticSamples(tokenizer, make, lengths, seed, name)
 
 
+def recall_samples(tokenizer, filler: FillerText, lengths: Sequence[int], seed: int = 0,
+                   depth: Sequence[float] = (0.0, 1.0), name: str = "recall",
+                   passage_tokens: tuple[int, int] = (32, 96)) -> SyntheticSamples:
+    """Recall samples (repeat a quoted passage) of the given total token lengths, the passage at
+    depths uniform in `depth`, `passage_tokens` long."""
+    def make(rng, n_tokens, count_tokens):
+        return recall_sample(rng, filler, n_tokens, rng.uniform(depth[0], depth[1]), tuple(passage_tokens),
+                             count_tokens)
+    return SyntheticSamples(tokenizer, make, lengths, seed, name)
+
+
 def babilong_samples(tokenizer, tasks: Sequence[BabiTask], filler: FillerText, lengths: Sequence[int],
                      seed: int = 0, name: str = "babilong") -> SyntheticSamples:
     """BABILong-style samples from the given bAbI tasks (one drawn per sample)."""
@@ -358,6 +370,9 @@ def build_stream(data: DataSection, tokenizer, chunk_size: int, position: int = 
             get = cycle(text_samples(spec.files(), tokenizer, data.max_tokens, chunk_size), data.seed, name)
         elif spec.kind == "passkey":
             get = passkey_samples(tokenizer, FillerText(spec.filler), lengths, data.seed, spec.depth, name).__getitem__
+        elif spec.kind == "recall":
+            get = recall_samples(tokenizer, FillerText(spec.filler), lengths, data.seed, spec.depth, name,
+                                 tuple(spec.passage_tokens)).__getitem__
         else:
             tasks = [BabiTask(p) for p in spec.files()]
             get = babilong_samples(tokenizer, tasks, FillerText(spec.filler), lengths, data.seed, name).__getitem__

@@ -4,6 +4,9 @@
 - BABILong-style: the facts of one bAbI story scattered, in order, through book text; the bAbI
   question is asked at the end (booydar/babilong does the same with PG-19; see
   ../shared/data/babi/README.md).
+- recall: a quoted passage of book text hidden in other book text, to be repeated word for word at
+  the end. Every answer token needs the memory, so one sample gives the memory dozens of targets
+  where a pass key gives six (the reconstruction objective of ICAE and Activation Beacon).
 
 Lengths: `length` counts characters of the context by default. Pass `count_tokens` (str -> int,
 e.g. `lambda s: len(tok.encode(s, add_special_tokens=False))`) and `length` counts tokens of the
@@ -25,6 +28,7 @@ from comet_cli.errors import DataError, fail
 PASSKEY_PREFACE = ("There is an important piece of information hidden inside a lot of irrelevant text. "
                    "Find it and memorize it; I will ask you about it.\n\n")
 PASSKEY_QUESTION = "What is the pass key?"
+RECALL_QUESTION = "Repeat the passage you were asked to remember, word for word."
 
 CountTokens = Callable[[str], int]
 
@@ -229,3 +233,28 @@ def babilong_sample(rng: random.Random, task: BabiTask, filler: FillerText, leng
     context = fit_filler(rng, filler, length, lambda t: insert_many(t, depths, item.facts), count_tokens)
     return SyntheticSample(context=context, question=item.question, answer=item.answer, kind="babilong",
                            depth=depths[-1] if depths else 0.0)
+
+
+def recall_sample(rng: random.Random, filler: FillerText, length: int, depth: float | None = None,
+                  passage_tokens: tuple[int, int] = (32, 96),
+                  count_tokens: CountTokens | None = None) -> SyntheticSample:
+    """A recall item: a passage of book text, quoted in a context of `length` characters (tokens
+    with `count_tokens`) at relative `depth`; the answer is the passage itself.
+
+    The passage is `passage_tokens` long (uniform in the range; characters / 4.3 without
+    `count_tokens`), starts at a word and ends at a word boundary. The answer counts toward
+    the sample's length, not the context's."""
+    want = rng.randint(*passage_tokens)
+    pool = filler.take(rng, want * 8)
+    cut = want * 4
+    if count_tokens is not None:
+        for _ in range(4):
+            n = count_tokens(_cut_words(pool, cut))
+            if abs(n - want) <= 2:
+                break
+            cut = max(8, int(cut * want / max(n, 1)))
+    passage = " ".join(_cut_words(pool, cut).split())
+    depth = rng.random() if depth is None else depth
+    needle = f'Remember this passage word for word: "{passage}" End of the passage.'
+    context = fit_filler(rng, filler, length, lambda t: insert_at(t, depth, needle), count_tokens)
+    return SyntheticSample(context=context, question=RECALL_QUESTION, answer=passage, kind="recall", depth=depth)
