@@ -1,0 +1,141 @@
+"""How much does a model's memory carry? Answer loss with the right memory vs a decoy.
+
+Pass-key accuracy is 0 or 1 per sample and stays at 0 long after the memory has started to carry
+something. This measures it continuously: for recall samples (repeat a quoted passage) and pass-key
+samples, the per-token loss of the answer after reading the real context, and after reading the
+same context with the passage (or key) swapped for a decoy. The answer is identical in both reads
+and only the memory can tell them apart, so `gain = decoy loss - real loss` (nats per answer token)
+is what the memory contributes: 0 for a model that carries nothing.
+
+Placements, for chunks of 256 and a FIFO of two chunks: `near` puts the needle in the chunk right
+before the answer's chunk (temporary memory reaches it), `far` in the first chunk of a 4-chunk
+sample (only the global memory does), `farther` in the first of 8 chunks.
+Filler and passages come from *Ulysses*, which no training recipe uses.
+
+    python benchmarks/memory_use.py --models runs/default-s1/model runs/recall/model
+    # -> benchmarks/results/memory_use.{json,md}
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BOOK = ROOT.parent / "shared" / "data" / "books" / "ulysses_pg4300.txt"
+RESULTS = ROOT / "benchmarks" / "results"
+# name -> (total tokens, relative depth of the needle)
+PLACEMENTS = {"near": (1024, 0.6), "far": (1024, 0.08), "farther": (2048, 0.04)}
+
+
+def pairs(kind: str, tok, filler, length: int, depth: float, n: int, seed: int):
+    """n (real, decoy) Samples: the decoy context has another passage/key at the same place."""
+    from comet_cli.finetune.data import SyntheticSamples, qa_sample
+    from comet_cli.finetune.synthetic import SyntheticSample, passkey_sample, recall_sample
+
+    def make(rng, n_tokens, count):
+        if kind == "recall":
+            return recall_sample(rng, filler, n_tokens, depth, (48, 64), count)
+        return passkey_sample(rng, filler, n_tokens, depth, count)
+
+    family = SyntheticSamples(tok, make, [length], seed, f"memory-use:{kind}")
+    out = []
+    for k in range(n):
+        item = _item(tok, family[k])
+        decoy_ctx = item.context.replace(item.answer, _decoy(tok, family, k, item.answer))
+        assert decoy_ctx != item.context
+        out.append((qa_sample(tok, item), qa_sample(tok, SyntheticSample(decoy_ctx, item.question, item.answer, kind))))
+    return out
+
+
+def _decoy(tok, family, k: int, answer: str) -> str:
+    """Another sample's answer cut to the same number of tokens, so that every later token of the
+    decoy read sits where it sat in the real one (a shifted read would change the loss by itself)."""
+    n = len(tok.encode(answer, add_special_tokens=False))
+    for j in range(1, 50):
+        ids = tok.encode(_item(tok, family[k + 1000 * j]).answer, add_special_tokens=False)
+        if len(ids) >= n and tok.decode(ids[:n]) != answer:
+            return tok.decode(ids[:n])
+    raise RuntimeError("no decoy of the right length")
+
+
+def _item(tok, sample):
+    """Context, question and answer back from a rendered sample (the chat is user, assistant)."""
+    from comet_cli.finetune.synthetic import SyntheticSample
+
+    text = tok.decode(sample.input_ids)
+    answer = tok.decode([y for y in sample.labels if y >= 0]).removesuffix("<|im_end|>")
+    user = text.split("<|im_start|>user\n", 1)[1].split("<|im_end|>", 1)[0]
+    context, question = user.rsplit("\n\n", 1)
+    return SyntheticSample(context, question, answer)
+
+
+@torch.no_grad()
+def answer_loss(model, sample, chunk: int) -> float:
+    from comet_models.chunked import sequence_loss
+    from comet_models.layout import split_chunks
+
+    ids = torch.tensor([sample.input_ids])
+    labels = torch.tensor([sample.labels])
+    total, count = sequence_loss(model, ids, labels, split_chunks(ids.shape[1], chunk))
+    return float(total) / max(count, 1)
+
+
+def measure(model_dir: str, n: int, seed: int) -> dict:
+    from comet_cli.finetune.synthetic import FillerText
+    from comet_models.convert import load_comet
+
+    model, tok = load_comet(model_dir)
+    chunk = model.comet_config.chunk_size
+    filler = FillerText([BOOK])
+    rows = {}
+    for kind in ("recall", "passkey"):
+        for name, (length, depth) in PLACEMENTS.items():
+            t = time.time()
+            real, decoy = [], []
+            for a, b in pairs(kind, tok, filler, length, depth, n, seed):
+                real.append(answer_loss(model, a, chunk))
+                decoy.append(answer_loss(model, b, chunk))
+            r, d = sum(real) / n, sum(decoy) / n
+            rows[f"{kind}/{name}"] = {"real_loss": round(r, 3), "decoy_loss": round(d, 3), "gain": round(d - r, 3),
+                                      "real_better": sum(x < y for x, y in zip(real, decoy)), "samples": n,
+                                      "tokens": length, "depth": depth, "seconds": round(time.time() - t, 1)}
+            print(f"{model_dir} {kind}/{name}: real {r:.3f} decoy {d:.3f} gain {d - r:+.3f}", file=sys.stderr, flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", nargs="+", required=True, help="CoMeT model folders (a run's model/)")
+    ap.add_argument("--samples", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--out", default=str(RESULTS / "memory_use"))
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    random.seed(0)
+    res = {"samples": args.samples, "seed": args.seed, "threads": torch.get_num_threads(),
+           "models": {m: measure(m, args.samples, args.seed) for m in args.models}}
+    out = Path(args.out)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
+    keys = list(next(iter(res["models"].values())))
+    lines = ["# What the memory carries: answer loss with the real context vs a decoy", "",
+             f"Nats per answer token, {args.samples} samples per cell (Ulysses filler, held out of training); "
+             "gain = decoy - real (0: the memory carries nothing). `near`: needle one chunk before the answer's "
+             "chunk (temporary memory); `far`: first of 4 chunks, `farther`: first of 8 (global memory only). "
+             f"Command: `python benchmarks/memory_use.py --models {' '.join(args.models)}`.", "",
+             "| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+    for m, rows in res["models"].items():
+        cells = [f"{rows[k]['gain']:+.2f} ({rows[k]['real_loss']:.2f} vs {rows[k]['decoy_loss']:.2f})" for k in keys]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
