@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -47,7 +46,7 @@ def pairs(kind: str, tok, filler, length: int, depth: float, n: int, seed: int):
     family = SyntheticSamples(tok, make, [length], seed, f"memory-use:{kind}")
     out = []
     for k in range(n):
-        item = _item(tok, family[k])
+        item = family.item(k)
         decoy_ctx = item.context.replace(item.answer, _decoy(tok, family, k, item.answer))
         assert decoy_ctx != item.context
         out.append((qa_sample(tok, item), qa_sample(tok, SyntheticSample(decoy_ctx, item.question, item.answer, kind))))
@@ -59,21 +58,10 @@ def _decoy(tok, family, k: int, answer: str) -> str:
     decoy read sits where it sat in the real one (a shifted read would change the loss by itself)."""
     n = len(tok.encode(answer, add_special_tokens=False))
     for j in range(1, 50):
-        ids = tok.encode(_item(tok, family[k + 1000 * j]).answer, add_special_tokens=False)
+        ids = tok.encode(family.item(k + 1000 * j).answer, add_special_tokens=False)
         if len(ids) >= n and tok.decode(ids[:n]) != answer:
             return tok.decode(ids[:n])
     raise RuntimeError("no decoy of the right length")
-
-
-def _item(tok, sample):
-    """Context, question and answer back from a rendered sample (the chat is user, assistant)."""
-    from comet_cli.finetune.synthetic import SyntheticSample
-
-    text = tok.decode(sample.input_ids)
-    answer = tok.decode([y for y in sample.labels if y >= 0]).removesuffix("<|im_end|>")
-    user = text.split("<|im_start|>user\n", 1)[1].split("<|im_end|>", 1)[0]
-    context, question = user.rsplit("\n\n", 1)
-    return SyntheticSample(context, question, answer)
 
 
 @torch.no_grad()
@@ -117,8 +105,6 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", default=str(RESULTS / "memory_use"))
     args = ap.parse_args()
-    torch.manual_seed(0)
-    random.seed(0)
     res = {"samples": args.samples, "seed": args.seed, "threads": torch.get_num_threads(),
            "models": {m: measure(m, args.samples, args.seed) for m in args.models}}
     out = Path(args.out)

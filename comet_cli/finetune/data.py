@@ -239,18 +239,27 @@ class SyntheticSamples:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def __getitem__(self, k: int) -> Sample:
+        return self.drawn(k)[1]
+
+    def item(self, k: int) -> SyntheticSample:
+        """The text-level item (context, question, answer) that sample k renders."""
+        return self.drawn(k)[0]
+
+    def drawn(self, k: int) -> tuple[SyntheticSample, Sample]:
+        """Item k and its rendered sample."""
         rng = random.Random(f"{self.seed}:{self.name}:{k}")
         length = rng.choice(self.lengths)
         # Answer and question tokens are unknown until drawn: reserve some, then trim if over.
         budget = length - self._overhead - 24
         for _ in range(4):
             state = rng.getstate()
-            sample = qa_sample(self.tokenizer, self.make(rng, max(budget, 1), self.count_tokens))
+            item = self.make(rng, max(budget, 1), self.count_tokens)
+            sample = qa_sample(self.tokenizer, item)
             if len(sample.input_ids) <= length or budget <= 1:
-                return sample
+                break
             budget -= len(sample.input_ids) - length
             rng.setstate(state)
-        return sample
+        return item, sample
 
     def __iter__(self) -> Iterator[Sample]:
         k = 0
@@ -269,7 +278,7 @@ def passkey_samples(tokenizer, filler: FillerText, lengths: Sequence[int], seed:
 
 def recall_samples(tokenizer, filler: FillerText, lengths: Sequence[int], seed: int = 0,
                    depth: Sequence[float] = (0.0, 1.0), name: str = "recall",
-                   passage_tokens: tuple[int, int] = (32, 96)) -> SyntheticSamples:
+                   passage_tokens: Sequence[int] = (32, 96)) -> SyntheticSamples:
     """Recall samples (repeat a quoted passage) of the given total token lengths, the passage at
     depths uniform in `depth`, `passage_tokens` long."""
     def make(rng, n_tokens, count_tokens):
@@ -372,7 +381,7 @@ def build_stream(data: DataSection, tokenizer, chunk_size: int, position: int = 
             get = passkey_samples(tokenizer, FillerText(spec.filler), lengths, data.seed, spec.depth, name).__getitem__
         elif spec.kind == "recall":
             get = recall_samples(tokenizer, FillerText(spec.filler), lengths, data.seed, spec.depth, name,
-                                 tuple(spec.passage_tokens)).__getitem__
+                                 spec.passage_tokens).__getitem__
         else:
             tasks = [BabiTask(p) for p in spec.files()]
             get = babilong_samples(tokenizer, tasks, FillerText(spec.filler), lengths, data.seed, name).__getitem__

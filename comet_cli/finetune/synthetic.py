@@ -241,19 +241,11 @@ def recall_sample(rng: random.Random, filler: FillerText, length: int, depth: fl
     """A recall item: a passage of book text, quoted in a context of `length` characters (tokens
     with `count_tokens`) at relative `depth`; the answer is the passage itself.
 
-    The passage is `passage_tokens` long (uniform in the range; characters / 4.3 without
-    `count_tokens`), starts at a word and ends at a word boundary. The answer counts toward
+    The passage is `passage_tokens` long (uniform in the range; 4 characters a token without
+    `count_tokens`), cut from the filler like the context (fit_filler), at word boundaries. The answer counts toward
     the sample's length, not the context's."""
     want = rng.randint(*passage_tokens)
-    pool = filler.take(rng, want * 8)
-    cut = want * 4
-    if count_tokens is not None:
-        for _ in range(4):
-            n = count_tokens(_cut_words(pool, cut))
-            if abs(n - want) <= 2:
-                break
-            cut = max(8, int(cut * want / max(n, 1)))
-    passage = " ".join(_cut_words(pool, cut).split())
+    passage = " ".join(fit_filler(rng, filler, want if count_tokens else want * 4, lambda t: t, count_tokens).split())
     depth = rng.random() if depth is None else depth
     needle = f'Remember this passage word for word: "{passage}" End of the passage.'
     context = fit_filler(rng, filler, length, lambda t: insert_at(t, depth, needle), count_tokens)
