@@ -60,12 +60,14 @@ def attention_mass(model_dir: str, seed: int) -> dict:
         w = (q @ k.transpose(-1, -2)) * at.scaling
         w = w.masked_fill(torch.ones(t, t, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
         wt = w[0][:, lay.text_pos]  # heads x text queries x keys
-        rows.append({"layer": l, "global": wt[..., :lay.n_global].sum(-1).mean().item(),
-                     "temp": wt[..., lay.n_global:lay.n_slots].sum(-1).mean().item(),
+        g0 = lay.n_sink
+        rows.append({"layer": l, "sink": wt[..., :g0].sum(-1).mean().item(),
+                     "global": wt[..., g0:g0 + lay.n_global].sum(-1).mean().item(),
+                     "temp": wt[..., g0 + lay.n_global:lay.slot_end].sum(-1).mean().item(),
                      "first_text": wt[..., lay.text_pos[0]].mean().item()})
-    mean = {key: round(sum(r[key] for r in rows) / len(rows), 3) for key in ("global", "temp", "first_text")}
+    mean = {key: round(sum(r[key] for r in rows) / len(rows), 3) for key in ("sink", "global", "temp", "first_text")}
     return {"mean": mean, "layers": [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
-            "n_global": lay.n_global, "n_temp": lay.n_temp}
+            "n_sink": lay.n_sink, "n_global": lay.n_global, "n_temp": lay.n_temp}
 
 
 def main() -> None:
@@ -80,9 +82,11 @@ def main() -> None:
     lines = ["# Attention of the answer's chunk: memory slots vs the chunk's first text token", "",
              "Mean over 30 layers, heads and the text queries of the last of 4 chunks (a recall sample, Ulysses). "
              f"Command: `python benchmarks/memory_attention.py --models {' '.join(args.models)}`; per layer in the JSON.", "",
-             "| model | 32 global slots | temp slots | first text token |", "|---|---:|---:|---:|"]
+             "| model | sink token | 32 global slots | temp slots | first text token |", "|---|---:|---:|---:|---:|"]
     for m, r in res["models"].items():
-        lines.append(f"| {m} | {r['mean']['global']:.3f} | {r['mean']['temp']:.3f} | {r['mean']['first_text']:.3f} |")
+        sink = f"{r['mean']['sink']:.3f}" if r["n_sink"] else "-"
+        lines.append(f"| {m} | {sink} | {r['mean']['global']:.3f} | {r['mean']['temp']:.3f} | "
+                     f"{r['mean']['first_text']:.3f} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

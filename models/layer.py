@@ -40,12 +40,13 @@ class MemoryLayer(nn.Module):
                       **layer_kwargs) -> tuple[torch.Tensor, LayerMemory]:
         """Run one chunk through this layer with memory `mem`; return outputs and new memory.
 
-        hidden_states: (B, n, H) for the chunk; its first layout.n_slots positions are slots.
+        hidden_states: (B, n, H) for the chunk; positions [layout.n_sink, layout.slot_end) are slots.
         """
         slots = memory_slots(self.comet_memory, mem)
         if slots is not None:
             # overwrite (not add) the slot positions, keeping autograd intact
-            hidden_states = torch.cat([slots.to(hidden_states.dtype), hidden_states[:, layout.n_slots:]], dim=1)
+            hidden_states = torch.cat([hidden_states[:, :layout.n_sink], slots.to(hidden_states.dtype),
+                                       hidden_states[:, layout.slot_end:]], dim=1)
         y = first_output(self.base_layer(hidden_states, **layer_kwargs))
         return y, self.update_memory(y, mem, layout)
 

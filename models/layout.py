@@ -2,7 +2,7 @@
 
 Pure functions over token ids (METHOD.md sections 4-5). One chunk k >= 1 reads:
 
-    [ G global slots | P temp slots | x(s) b x(s) b ... x(<=s) b | G global beacons ]
+    [ (sink) | G global slots | P temp slots | x(s) b x(s) b ... x(<=s) b | G global beacons ]
 
 The first chunk has no global slots (there is no global memory yet), and a chunk carries only
 as many temp slots as the FIFO holds valid entries (the validity mask replaces the official
@@ -11,6 +11,10 @@ chunk also gets one after its trailing partial segment and then the G global bea
 last chunk used for generation gets neither (its text never attends to them anyway), and
 decoding keeps the same cadence by counting text tokens only, so training and inference place
 beacons identically (METHOD.md 4.4 quirk fixed). Position ids restart at 0 in every chunk.
+
+With `sink_tokens` > 0 (not in the paper) every chunk, the first included, starts with that many
+fixed sink tokens that are never overwritten, so position 0 keeps the attention-sink role it has
+in the pretrained model instead of holding a memory vector.
 """
 from __future__ import annotations
 
@@ -31,10 +35,16 @@ class ChunkLayout:
     temp_beacon_pos: torch.Tensor  # (n_b,) positions of temp beacons
     global_beacon_pos: torch.Tensor  # (G,) positions of global beacons, empty for an open chunk
     length: int  # n: positions in the chunk
+    n_sink: int = 0  # fixed sink tokens at positions [0, n_sink), before the slots
 
     @property
     def n_slots(self) -> int:
         return self.n_global + self.n_temp
+
+    @property
+    def slot_end(self) -> int:
+        """Position after the last memory slot: slots sit at [n_sink, slot_end)."""
+        return self.n_sink + self.n_slots
 
     @property
     def closed(self) -> bool:
@@ -56,7 +66,7 @@ def chunk_layout(n_text: int, cfg: CometConfig, n_global: int, n_temp: int, clos
     """Positions of every element of a chunk holding n_text text tokens."""
     s = cfg.temp_stride if cfg.uses_temp_memory else 0
     n_b = n_temp_beacons(n_text, s, closed)
-    n_mem = n_global + n_temp
+    n_mem = cfg.sink_tokens + n_global + n_temp
     i = torch.arange(n_text)
     # text token i sits after i tokens and the beacons of the i // s full segments before it
     text_pos = n_mem + i + (i // s if s > 0 else 0)
@@ -66,7 +76,7 @@ def chunk_layout(n_text: int, cfg: CometConfig, n_global: int, n_temp: int, clos
     body_end = n_mem + n_text + n_b
     n_gb = cfg.global_slots if closed else 0
     global_pos = torch.arange(body_end, body_end + n_gb)
-    return ChunkLayout(n_global, n_temp, text_pos, beacon_pos, global_pos, body_end + n_gb)
+    return ChunkLayout(n_global, n_temp, text_pos, beacon_pos, global_pos, body_end + n_gb, cfg.sink_tokens)
 
 
 def chunk_input_ids(text_ids: torch.Tensor, layout: ChunkLayout, cfg: CometConfig) -> torch.Tensor:
@@ -74,6 +84,7 @@ def chunk_input_ids(text_ids: torch.Tensor, layout: ChunkLayout, cfg: CometConfi
     b = text_ids.shape[0]
     ids = torch.full((b, layout.length), cfg.placeholder_id, dtype=torch.long, device=text_ids.device)
     ids[:, layout.text_pos.to(ids.device)] = text_ids
+    ids[:, : layout.n_sink] = cfg.sink_id
     ids[:, layout.temp_beacon_pos.to(ids.device)] = cfg.temp_beacon_id
     if layout.global_beacon_pos.numel():
         gb = torch.tensor(cfg.global_beacon_ids[: cfg.global_slots], dtype=torch.long, device=ids.device)

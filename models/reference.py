@@ -15,8 +15,9 @@ from .layout import layer_window
 
 
 def _build_chunk(text: list[int], cfg, n_global: int, n_temp: int, closed: bool):
-    """Token list and role of each position: 'g' slot, 't' slot, 'x' text, 'b' beacon, 'R' readout."""
-    ids, roles = [], []
+    """Token list and role of each position: 's' sink, 'g' slot, 't' slot, 'x' text, 'b' beacon,
+    'R' readout."""
+    ids, roles = [cfg.sink_id] * cfg.sink_tokens, ["s"] * cfg.sink_tokens
     for _ in range(n_global):
         ids.append(cfg.placeholder_id)
         roles.append("g")

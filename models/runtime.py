@@ -140,7 +140,7 @@ def _decode(eng: Engine, ids: torch.Tensor, past: int, cache) -> torch.Tensor:
         if w not in masks:
             masks[w] = attention_mask(q, past + q, w, h.device)
         out = layer.base_layer(h, attention_mask=masks[w], position_ids=pos, position_embeddings=rot[lt],
-                               cache=cache, use_cache=True)
+                               use_cache=True, **{eng.cache_kw: cache})
         h = out[0] if isinstance(out, (tuple, list)) else out
     return h
 

@@ -18,6 +18,14 @@ import torch
 
 from .memory import LayerMemory
 
+
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    """The raw bytes of a tensor on any device (digests of weights and states; GPU tensors are
+    copied to the host first)."""
+    if not t.numel():
+        return b""
+    return t.detach().contiguous().cpu().view(torch.uint8).numpy().tobytes()
+
 FORMAT = "comet-memory-state"
 FORMAT_VERSION = 1
 
@@ -81,7 +89,7 @@ class MemoryState:
         """Digest over the state's tensors and pending tokens: equal digests mean equal memories."""
         h = hashlib.sha256()
         for t in self._tensors().values():
-            h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(tensor_bytes(t))
         return h.hexdigest()
 
     def _tensors(self, chunk_size: int | None = None) -> dict[str, torch.Tensor]:

@@ -69,6 +69,21 @@ def test_cli_convert_and_info(tiny_hf_folder, tmp_path, capsys):
     assert code == 0
 
 
+def test_cli_convert_with_a_sink_token(tiny_hf_folder, tmp_path, capsys, smollm2_tokenizer):
+    out = tmp_path / "s"
+    code, _, err = run_cli(["convert", str(tiny_hf_folder), "-o", str(out), "--sink-tokens", "1"], capsys)
+    assert code == 0, err
+    comet = json.loads((out / "config.json").read_text())["comet"]
+    assert comet["sink_tokens"] == 1 and comet["sink_id"] == smollm2_tokenizer.bos_token_id
+    code, stdout, _ = run_cli(["info", str(out), "--json"], capsys)
+    lay = json.loads(stdout)["layout"]
+    assert lay["sink_tokens"] == 1 and lay["max_positions_per_chunk"] == 1 + 2 * 32 + 64 + 512 + 32
+    from comet_models.convert import load_comet
+
+    model, _ = load_comet(out)
+    assert model.comet_config.sink_tokens == 1
+
+
 @pytest.mark.parametrize("case", ["missing", "no_config", "corrupt_safetensors", "corrupt_gguf", "unsupported",
                                   "not_a_model_file"])
 def test_bad_sources_fail_with_one_line_and_leave_nothing(case, tiny_hf_folder, tmp_path, capsys):

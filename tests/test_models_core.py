@@ -74,6 +74,44 @@ def test_fast_path_matches_reference_outputs_and_gradients(family, sizes):
 
 
 @pytest.mark.parametrize("family", ["llama", "gemma3_text"])
+def test_sink_layout_fast_path_matches_reference(family):
+    """sink_tokens=1: a fixed token at position 0 of every chunk, slots after it, in both paths."""
+    model = comet_model(family, sink_tokens=1)
+    cfg = model.comet_config
+    assert cfg.sink_id == cfg.placeholder_id  # no tokenizer: the placeholder row stands in for BOS
+    sizes = [16, 16, 9]
+    ids, labels = sample(sum(sizes))
+    params = list(model.parameters())
+    fast, n_fast = sequence_loss(model, ids, labels, sizes)
+    g_fast = torch.autograd.grad(fast, params, allow_unused=True)
+    ref, n_ref = reference_loss(model, ids, labels, sizes)
+    g_ref = torch.autograd.grad(ref, params, allow_unused=True)
+    assert n_fast == n_ref
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g_fast, g_ref):
+        if a is not None or b is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # the sink changes the computation: same weights without it give another loss
+    plain = comet_model(family)
+    other, _ = sequence_loss(plain, ids, labels, sizes)
+    assert not torch.allclose(fast, other)
+
+
+def test_sink_layout_positions():
+    cfg = CometConfig(chunk_size=8, global_slots=2, temp_stride=4, temp_budget=3, sink_tokens=1,
+                      placeholder_id=90, temp_beacon_id=91, global_beacon_ids=[92, 93], sink_id=7)
+    lay = chunk_layout(8, cfg, n_global=2, n_temp=2, closed=True)
+    assert (lay.n_sink, lay.slot_end) == (1, 5)
+    assert lay.text_pos.tolist() == [5, 6, 7, 8, 10, 11, 12, 13]
+    assert lay.temp_beacon_pos.tolist() == [9, 14]
+    assert lay.global_beacon_pos.tolist() == [15, 16] and lay.length == 17
+    ids = chunk_input_ids(torch.arange(8).unsqueeze(0) + 20, lay, cfg)[0].tolist()
+    assert ids == [7, 90, 90, 90, 90, 20, 21, 22, 23, 91, 24, 25, 26, 27, 91, 92, 93]
+    assert cfg.layout_dict()["sink_tokens"] == 1
+    assert "sink_tokens" not in CometConfig().layout_dict()  # older layouts and fingerprints unchanged
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3_text"])
 def test_layer_major_equals_chunk_major(family):
     model = comet_model(family)
     ids, labels = sample(16 * 4 + 3)
@@ -141,3 +179,24 @@ def test_unsupported_family_names_the_supported_ones():
     cfg = CometConfig(**LAYOUT)
     with pytest.raises(UnsupportedModelError, match="gpt2.*supported: gemma3_text, llama, mistral, qwen2, qwen3"):
         inject_memory(m, cfg)
+
+
+def test_cache_keyword_follows_the_layer_signature():
+    """transformers renamed the decoder layers' KV-cache keyword (past_key_values -> cache); the
+    engine passes whichever the installed version's layer takes."""
+    from torch import nn
+
+    from comet_models.inject import cache_kwarg
+
+    class Old(nn.Module):
+        def forward(self, hidden_states, attention_mask=None, past_key_values=None, **kwargs):
+            return hidden_states
+
+    class New(nn.Module):
+        def forward(self, hidden_states, attention_mask=None, cache=None, **kwargs):
+            return hidden_states
+
+    assert cache_kwarg(Old()) == "past_key_values"
+    assert cache_kwarg(New()) == "cache"
+    model = comet_model("llama")
+    assert Engine(model).cache_kw in ("cache", "past_key_values")

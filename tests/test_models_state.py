@@ -59,6 +59,30 @@ def test_runtime_matches_training_forward_logits():
     assert first == int(logits.argmax())
 
 
+@pytest.mark.parametrize("sink_tokens", [0, 1])
+def test_cached_decoding_equals_recomputing_the_open_chunk(sink_tokens):
+    """Every generated token (KV cache, beacons fed while decoding) is the argmax of a fresh
+    forward of the whole open chunk, with and without a sink token before the slots."""
+    from comet_models.chunked import Engine
+    model = comet_model("llama", sink_tokens=sink_tokens)
+    cfg = model.comet_config
+    ids, _ = sample(16 * 2 + 3)
+    st = feed(model, new_state(model), ids[0, :20].tolist())
+    prompt = ids[0, 20:25].tolist()  # 4 pending + 5: the open chunk is not split before decoding
+    produced = list(generate(model, st, prompt, max_new_tokens=8))
+    assert len(produced) == 8
+    eng = Engine(model)
+    banned = [cfg.placeholder_id, cfg.temp_beacon_id] + cfg.global_beacon_ids
+    for i, tok in enumerate(produced):
+        text = st.pending + prompt + produced[:i]
+        with torch.inference_mode():  # the state's tensors are inference tensors
+            mems = st.layer_memories(eng.device, torch.float32)
+            h, ctx, _ = eng.run_chunk(torch.tensor([text]), mems, closed=False)
+        logits = eng.logits(h[:, ctx.layout.text_pos[-1]])[0]
+        logits[banned] = float("-inf")
+        assert tok == int(logits.argmax()), f"token {i}"
+
+
 def test_generation_does_not_change_the_state_and_is_deterministic():
     model = comet_model("llama")
     st = _feed_chunks(model, 3)

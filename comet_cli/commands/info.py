@@ -51,8 +51,9 @@ def describe(path) -> dict:
         "layers": L, "hidden_size": H,
         "parameters": {"base": base, "added": added, "added_fraction": round(added / max(base, 1), 6)},
         "layout": {"chunk_size": C, "global_slots": G, "temp_stride": s, "temp_budget": BT,
-                   "rla_rank": comet["rla_rank"], "temp_beacons_per_chunk": beacons,
-                   "max_positions_per_chunk": 2 * G + BT + C + beacons},
+                   "rla_rank": comet["rla_rank"], "sink_tokens": comet.get("sink_tokens", 0),
+                   "temp_beacons_per_chunk": beacons,
+                   "max_positions_per_chunk": comet.get("sink_tokens", 0) + 2 * G + BT + C + beacons},
         "memory_state_bytes": state_bytes,
     }
 

@@ -57,11 +57,11 @@ def slot_counts_at(chunk_sizes: list[int], cfg, k: int) -> tuple[int, int]:
 
 
 def chunk_positions(chunk_sizes: list[int], cfg, k: int) -> int:
-    """Positions of closed chunk k: slots + text + temp beacons + G global beacons (layout.py)."""
+    """Positions of closed chunk k: sink + slots + text + temp beacons + G global beacons (layout.py)."""
     n_global, n_temp = slot_counts_at(chunk_sizes, cfg, k)
     n_text = chunk_sizes[k]
     n_beacons = temp_beacons(n_text, cfg.temp_stride) if cfg.uses_temp_memory else 0
-    return n_global + n_temp + n_text + n_beacons + cfg.global_slots
+    return cfg.sink_tokens + n_global + n_temp + n_text + n_beacons + cfg.global_slots
 
 
 def ideal_speedup(world: int, n_layers: int) -> float:
