@@ -144,6 +144,33 @@ def test_resume_gives_the_uninterrupted_losses(recipe_file, tmp_path, capsys, mo
     assert sorted(p.name for p in (broken / "checkpoints").iterdir()) == ["step-3", "step-6"]
 
 
+def test_time_budget_stops_checkpoints_exports_and_resumes(recipe_file, tmp_path, capsys, monkeypatch):
+    """train.max_minutes: a run out of time stops after the step that used it up, saves a
+    checkpoint there, exports, and decays the cosine LR by time; --resume goes on to train.steps."""
+    path = recipe_file(words=600, out="timed")
+    clock = {"t": 1000.0}
+    monkeypatch.setattr(T.time, "time", lambda: clock["t"])
+    real_step = T.train_step
+
+    def slow_step(run, step):  # each step takes 25 s of the simulated clock
+        clock["t"] += 25.0
+        return real_step(run, step)
+    monkeypatch.setattr(T, "train_step", slow_step)
+    code, _, err = run_cli(["finetune", path, "train.max_minutes=1", "optim.schedule=cosine", "--quiet"], capsys)
+    assert code == 0, err
+    out = tmp_path / "timed"
+    assert "max_minutes (1) used up at step 3/6" in err
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    # step 2 had used 50 s of 60: the LR follows time (cosine at 5/6), not steps (2/6)
+    assert rows[1]["lr"] == pytest.approx(1e-2 * 0.5 * (1 + __import__("math").cos(__import__("math").pi * 50 / 60)))
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-3"]
+    assert (out / "memory.safetensors").is_file()
+    code, _, err = run_cli(["finetune", path, "optim.schedule=cosine", "--resume", out, "--quiet"], capsys)
+    assert code == 0, err
+    assert [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()][-1] == 6
+
+
 def test_dry_run_prints_recipe_and_plan(recipe_file, capsys):
     path = recipe_file()
     code, out, err = run_cli(["finetune", path, "optim.lr=3e-4", "--dry-run"], capsys)

@@ -44,6 +44,7 @@ class MemorySection:
     temp_stride: int | None = None
     temp_budget: int | None = None
     rla_rank: int | None = None
+    sink_tokens: int | None = None
 
     def apply(self, base: CometConfig) -> CometConfig:
         """`base` with the set fields replaced."""
@@ -121,6 +122,9 @@ class TrainSection:
     output_dir: str = "runs/comet"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Dtype = "auto"
+    # Wall-clock budget of one invocation in minutes (0: none). Training stops after the step that
+    # uses it up, checkpoints and exports; a cosine schedule then decays by time as well as steps.
+    max_minutes: float = 0.0
 
 
 @dataclass
@@ -266,7 +270,8 @@ def validate_recipe(recipe: Recipe, where: str = "recipe") -> None:
         if value < 1:
             raise bad(key, f"must be >= 1, got {value}")
     for key, value in {"optim.lr": recipe.optim.lr, "optim.warmup_steps": recipe.optim.warmup_steps,
-                       "eval.every": recipe.eval.every, "checkpoint.every": recipe.checkpoint.every}.items():
+                       "eval.every": recipe.eval.every, "checkpoint.every": recipe.checkpoint.every,
+                       "train.max_minutes": recipe.train.max_minutes}.items():
         if value < 0:
             raise bad(key, f"must be >= 0, got {value}")
     for name, value in dataclasses.asdict(recipe.memory).items():
@@ -288,7 +293,7 @@ def recipe_to_yaml(recipe: Recipe) -> str:
 # the run computes step by step. steps (extend a run; the cosine horizon then moves, knowingly),
 # where and how often to log, save and evaluate, and how the same math is laid out on devices
 # (parallel.*: the pipeline schedule is exact, METHOD.md 13).
-VOLATILE_KEYS = ("train.steps", "train.log_every", "train.output_dir", "train.device",
+VOLATILE_KEYS = ("train.steps", "train.log_every", "train.output_dir", "train.device", "train.max_minutes",
                  "checkpoint", "eval", "parallel")
 
 

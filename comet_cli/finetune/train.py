@@ -74,6 +74,7 @@ class Run:
     start_step: int = 0
     quiet: bool = False
     summary: dict = field(default_factory=dict)
+    t_start: float = 0.0  # when this invocation's training loop began (train.max_minutes)
 
 
 def read_dist_env() -> Dist:
@@ -173,7 +174,10 @@ def resolve_model_dir(recipe: Recipe, step=lambda msg: None) -> Path:
     conf = path / "config.json"
     comet = json.loads(conf.read_text()).get("comet") if conf.is_file() else None
     if comet:
-        differ = {k: (comet.get(k), v) for k, v in layout.items() if comet.get(k) != v}
+        from comet_models.config import CometConfig
+
+        have = {k: comet.get(k, getattr(CometConfig, k, None)) for k in layout}  # keys newer than the folder
+        differ = {k: (have[k], v) for k, v in layout.items() if have[k] != v}
         if differ:
             raise RecipeError(f"memory: {differ} (folder, recipe) differ from the layout of the CoMeT folder {path}; "
                               "drop those memory.* keys or train from the original Hugging Face model")
@@ -366,16 +370,31 @@ def plan_sample_chunks(sample: Sample, chunk_size: int, data, seed: int, step: i
     return sizes
 
 
-def lr_factor(recipe: Recipe, step: int) -> float:
+def lr_factor(recipe: Recipe, step: int, time_used: float = 0.0) -> float:
     """Multiplier of each group's base LR for the optimizer step `step` (1-based): linear warm-up
-    over optim.warmup_steps, then cosine to zero at train.steps (or constant)."""
+    over optim.warmup_steps, then cosine to zero at train.steps (or constant). `time_used` is the
+    fraction of train.max_minutes spent; the cosine follows whichever of steps and time is further."""
     o, total = recipe.optim, recipe.train.steps
     if step <= o.warmup_steps:
         return step / max(1, o.warmup_steps)
     if o.schedule == "constant":
         return 1.0
-    progress = (step - o.warmup_steps) / max(1, total - o.warmup_steps + 1)
+    progress = max((step - o.warmup_steps) / max(1, total - o.warmup_steps + 1), time_used)
     return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def time_used(run: Run) -> float:
+    """Fraction of this invocation's train.max_minutes spent (0 without a budget); on several
+    ranks the largest, so that all ranks agree on the LR and on when to stop."""
+    budget = run.recipe.train.max_minutes * 60
+    if not budget or not run.t_start:
+        return 0.0
+    used = (time.time() - run.t_start) / budget
+    if run.dist.world > 1:
+        t = torch.tensor([used], dtype=torch.float64, device=run.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX, group=run.dist.group)
+        used = float(t.item())
+    return used
 
 
 def train_step(run: Run, step: int) -> dict:
@@ -404,7 +423,7 @@ def train_step(run: Run, step: int) -> dict:
     params = run.tset.parameters()
     clip = recipe.optim.grad_clip if recipe.optim.grad_clip > 0 else float("inf")
     grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
-    factor = lr_factor(recipe, step)
+    factor = lr_factor(recipe, step, time_used(run))
     for g in run.optimizer.param_groups:
         g["lr"] = g["base_lr"] * factor
     run.optimizer.step()
@@ -440,15 +459,16 @@ def train(run: Run) -> dict:
                      f"(raise train.steps=... to continue)")
         return {"steps": 0}
     metrics_path = run.output_dir / METRICS_FILE
-    window, last = [], {}
-    t_start = time.time()
+    window, last, step = [], {}, run.start_step
+    t_start = run.t_start = time.time()
     with console.make_progress(quiet=run.quiet) as progress:
         task = progress.add_task("fine-tuning", total=steps, completed=run.start_step, extra="")
         for step in range(run.start_step + 1, steps + 1):
             m = train_step(run, step)
             window.append(m)
-            evaluated = evaluate_now(run, step)
-            if step % recipe.train.log_every == 0 or step == steps or evaluated:
+            out_of_time = time_used(run) >= 1.0
+            evaluated = evaluate_now(run, step, final=out_of_time)
+            if step % recipe.train.log_every == 0 or step == steps or evaluated or out_of_time:
                 last = _window_metrics(window, step, time.time() - t_start)
                 last.update(evaluated)
                 window = []
@@ -460,9 +480,13 @@ def train(run: Run) -> dict:
                         _log_line(last, steps, run.quiet)
             progress.update(task, completed=step,
                             extra=f"loss {m['loss']:.3f}  {m['tokens_per_s']:,.0f} tok/s")
-            if (every and step % every == 0) or step == steps:
+            if (every and step % every == 0) or step == steps or out_of_time:
                 save_checkpoint(run, step)
-    run.summary = {"steps": steps - run.start_step, "final": last, "seconds": time.time() - t_start}
+            if out_of_time:
+                console.info(f"train.max_minutes ({recipe.train.max_minutes:g}) used up at step {step}/{steps}: "
+                             f"stopping (checkpoint saved; resume with --resume {run.output_dir})")
+                break
+    run.summary = {"steps": step - run.start_step, "final": last, "seconds": time.time() - t_start}
     return run.summary
 
 
@@ -485,10 +509,11 @@ def _log_line(m: dict, steps: int, quiet: bool) -> None:
                  f"{m['tokens_per_s']:,.0f} tok/s{evals}")
 
 
-def evaluate_now(run: Run, step: int) -> dict:
-    """Pass-key accuracy {"passkey@L": acc} if this step is an evaluation step, else {}."""
+def evaluate_now(run: Run, step: int, final: bool = False) -> dict:
+    """Pass-key accuracy {"passkey@L": acc} if this step is an evaluation step (or the last one,
+    `final`), else {}."""
     e = run.recipe.eval
-    due = (e.every and step % e.every == 0) or step == run.recipe.train.steps
+    due = (e.every and step % e.every == 0) or step == run.recipe.train.steps or final
     if not due or not e.samples or not e.passkey_lengths:
         return {}
     from comet_cli.finetune.evaluate import filler_files, passkey_accuracy
