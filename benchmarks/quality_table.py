@@ -32,7 +32,7 @@ def untrained_dir() -> Path:
 
     mem = load_recipe(ROOT / "recipes" / "smollm2-default.yaml").memory
     flags = {"chunk-size": mem.chunk_size, "global-slots": mem.global_slots,
-             "temp-stride": mem.temp_stride, "temp-budget": mem.temp_budget}
+             "temp-stride": mem.temp_stride, "temp-budget": mem.temp_budget, "sink-tokens": mem.sink_tokens or 0}
     home = Path(os.environ.get("COMET_HOME", Path.home() / ".cache" / "comet"))
     out = home / "models" / ("smollm2-untrained-" + "-".join(str(v) for v in flags.values()))
     if not (out / "config.json").is_file():
