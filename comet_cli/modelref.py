@@ -23,12 +23,33 @@ def resolve_model_dir(model: str | None, step=lambda msg: None):
     return ensure_default_model(step=step)
 
 
-def load_model(model: str | None, step=lambda msg: None, memory_weights: str | None = None):
-    """(model, tokenizer, folder) for --model, converting the embedded default if needed."""
+def pick_device(device: str = "cpu"):
+    """--device: auto (CUDA when available, else CPU), cpu, cuda, cuda:N; a one-line error otherwise."""
+    import torch
+
+    from comet_cli.errors import InputError
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise InputError(f"--device {device}: not a device (use auto, cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA device is available here (use --device cpu)")
+    if dev.type not in ("cpu", "cuda"):
+        raise InputError(f"--device {device}: only cpu and cuda are supported")
+    return dev
+
+
+def load_model(model: str | None, step=lambda msg: None, memory_weights: str | None = None, device: str = "cpu"):
+    """(model, tokenizer, folder) for --model, converting the embedded default if needed; the model
+    is moved to `device` (the streaming runtime follows it; states stay on the host)."""
     quiet_transformers()
     from comet_models.convert import load_comet
 
+    dev = pick_device(device)
     folder = resolve_model_dir(model, step)
     step(f"loading {folder}")
     m, tok = load_comet(folder, memory_weights=memory_weights)
-    return m, tok, folder
+    return m.to(dev), tok, folder

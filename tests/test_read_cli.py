@@ -182,3 +182,19 @@ def test_corrupt_state_file(comet, tiny_model, tmp_path):
     bad.write_bytes(b"not a state")
     doc = write_text(tmp_path / "doc.txt", 10)
     _fails(comet, "ask", doc, "Q?", "--model", tiny_model, "--state", bad, expect=f"{bad}: not a readable state")
+
+
+def test_device_option(comet, tiny_model, tmp_path):
+    """--device cpu reads as before; a device this machine lacks or a bad name is one line."""
+    import torch
+
+    doc = write_text(tmp_path / "doc.txt", 40)
+    code, out, err = comet("ask", doc, "what?", "--model", tiny_model, "--json", "--max-new-tokens", "3",
+                           "--device", "cpu", "--no-cache")
+    assert code == 0, err
+    assert isinstance(_json(out)["answer"], str)
+    _fails(comet, "ask", doc, "q", "--model", tiny_model, "--device", "tpu",
+           expect="--device tpu: not a device (use auto, cpu, cuda or cuda:N)")
+    if not torch.cuda.is_available():
+        _fails(comet, "ask", doc, "q", "--model", tiny_model, "--device", "cuda",
+               expect="--device cuda: no CUDA device is available here (use --device cpu)")

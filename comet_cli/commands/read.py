@@ -37,6 +37,8 @@ def _common(f):
         click.option("--no-cache", is_flag=True,
                      help="Neither reuse nor write a cached state (--state still applies)."),
         click.option("--dry-run", is_flag=True, help="Only print the plan (tokens, chunks, time, memory)."),
+        click.option("--device", default="auto", show_default=True,
+                     help="Where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -131,7 +133,7 @@ def _duration(s: float) -> str:
 
 
 def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_tokens, include, exclude,
-         password, quiet, checkpoint_every, no_cache, dry_run):
+         password, quiet, checkpoint_every, no_cache, dry_run, device):
     from comet_cli.readers import scan
 
     t0 = time.monotonic()
@@ -146,7 +148,7 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
     from comet_models.runtime import chat_frame
 
     show = console.progress_enabled(quiet)
-    model, tok, folder = load_model(model_dir, step=console.info if show else (lambda m: None))
+    model, tok, folder = load_model(model_dir, step=console.info if show else (lambda m: None), device=device)
     prefix_ids, suffix_ids = chat_frame(tok, instruction)
 
     if state_file is not None:
