@@ -25,14 +25,16 @@ FT_DIR = ROOT / "runs" / "full-attention-ft" / "model"
 MAIN_METRIC = {"rouge": "rougeL", "f1": "f1", "mc": "accuracy"}
 
 
-def untrained_dir() -> Path:
+def untrained_dir(sink_tokens: int | None = None) -> Path:
     """An untrained conversion of the embedded default in the shipped recipe's memory layout, so
-    rows (b) and (d) have the same memory budget as the trained default (e)."""
+    rows (b) and (d) have the same memory budget as the trained default (e); `sink_tokens` set
+    gives the same layout with (or without) sink tokens (row d')."""
     from comet_cli.finetune.config import load_recipe
 
     mem = load_recipe(ROOT / "recipes" / "smollm2-default.yaml").memory
+    sink = (mem.sink_tokens or 0) if sink_tokens is None else sink_tokens
     flags = {"chunk-size": mem.chunk_size, "global-slots": mem.global_slots,
-             "temp-stride": mem.temp_stride, "temp-budget": mem.temp_budget, "sink-tokens": mem.sink_tokens or 0}
+             "temp-stride": mem.temp_stride, "temp-budget": mem.temp_budget, "sink-tokens": sink}
     home = Path(os.environ.get("COMET_HOME", Path.home() / ".cache" / "comet"))
     out = home / "models" / ("smollm2-untrained-" + "-".join(str(v) for v in flags.values()))
     if not (out / "config.json").is_file():
@@ -57,8 +59,9 @@ def run_cell(task: str, method: str, model: str | None, tag: str, limit: int, wi
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=TASKS)
-    ap.add_argument("--rows", nargs="+", default=["a", "b", "c", "cft", "d", "e"],
-                    help="cft is (c'): needs `python benchmarks/full_attention_finetune.py` first")
+    ap.add_argument("--rows", nargs="+", default=["a", "b", "c", "cft", "d", "dsink", "e"],
+                    help="cft is (c'): needs `python benchmarks/full_attention_finetune.py` first; dsink is (d'), "
+                         "the untrained conversion with a sink token")
     ap.add_argument("--limit", type=int, default=4)
     ap.add_argument("--window", type=int, default=4096)
     ap.add_argument("--trained", metavar="DIR", help="row e from this converted or exported model folder "
@@ -72,7 +75,10 @@ def main() -> None:
             "c": ("mapreduce", base, "(c) map-reduce over window-sized pieces"),
             "cft": ("truncate", str(FT_DIR), "(c') full attention fine-tuned on the training data, truncated"),
             "d": ("comet", base, "(d) CoMeT, freshly converted (untrained)"),
+            "dsink": ("comet", None, "(d') CoMeT, freshly converted with a sink token (untrained)"),
             "e": ("comet", None, "(e) CoMeT, trained (shipped default)")}
+    if "dsink" in args.rows:
+        rows["dsink"] = ("comet", str(untrained_dir(sink_tokens=1)), rows["dsink"][2])
     if args.trained:
         rows["e"] = ("comet", args.trained, f"(e) CoMeT, trained ({args.trained})")
     if "cft" in args.rows and not (FT_DIR / "config.json").is_file():
