@@ -157,6 +157,9 @@ def _worker(rank, world, port, chunk_sizes, out_dir, fail_rank):
                 loss.backward()
                 allreduce_grads(model)
                 result[schedule] = (reduce_loss(loss, count), _grads(model))
+            # all ranks leave together: gloo aborted a process at teardown once when a peer was
+            # still closing its pairs (seen on a loaded CI machine)
+            dist.barrier()
             dist.destroy_process_group()
     except Exception as e:  # noqa: BLE001 - reported to the test
         result["error"] = f"{type(e).__name__}: {e}"
