@@ -171,7 +171,8 @@ def load_memory_weights(model, path: str | os.PathLike) -> dict:
 
 
 def weights_layout(path: str | os.PathLike) -> dict:
-    """The layout a memory-weights file was trained with (from its metadata)."""
+    """The layout a memory-weights file was trained with (from its metadata), every field explicit:
+    weights made before `sink_tokens` existed were trained without sink tokens."""
     from safetensors import safe_open
 
     try:
@@ -179,7 +180,8 @@ def weights_layout(path: str | os.PathLike) -> dict:
             md = f.metadata() or {}
     except Exception as e:
         raise _errors().ModelError(f"{path}: not a readable memory-weights file ({str(e).splitlines()[0]})") from e
-    return CometConfig.from_dict(json.loads(md.get("comet", "{}"))).layout_dict()
+    cfg = CometConfig.from_dict(json.loads(md.get("comet", "{}")))
+    return {**cfg.layout_dict(), "sink_tokens": cfg.sink_tokens}
 
 
 def apply_weight_deltas(model, path: str | os.PathLike) -> int:
@@ -228,8 +230,6 @@ def convert_model(src, out_dir, layout: dict | None = None, force: bool = False,
         raise errors.InputError(f"{out}: output folder exists (use --force to replace it)")
     # Trained weights fix the layout: take theirs unless the caller chose one (then it must agree).
     weights_cfg = weights_layout(memory_weights) if memory_weights is not None else None
-    if weights_cfg is not None:
-        weights_cfg.setdefault("sink_tokens", 0)  # weights made before the key existed: no sink
     step("loading source model")
     model, tok = load_source(src)
     cfg = CometConfig(**{**DEFAULT_LAYOUT, **(weights_cfg or {}), **(layout or {})})

@@ -50,7 +50,7 @@ def convert(src, out, force, chunk_size, global_slots, temp_stride, temp_budget,
     shipped = shipped_memory_weights() if src is None and memory_weights is None and not untrained else None
     if shipped is not None:
         trained = weights_layout(shipped)
-        if all(trained.get(k, 0 if k == "sink_tokens" else None) == v for k, v in layout.items()):
+        if all(trained.get(k) == v for k, v in layout.items()):
             memory_weights = shipped
         else:
             console.info(f"the shipped trained weights use the layout {trained}: converting untrained memory")

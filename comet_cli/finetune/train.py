@@ -423,7 +423,8 @@ def train_step(run: Run, step: int) -> dict:
     params = run.tset.parameters()
     clip = recipe.optim.grad_clip if recipe.optim.grad_clip > 0 else float("inf")
     grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
-    factor = lr_factor(recipe, step, time_used(run))
+    used = time_used(run)  # one all-reduce per step on several ranks; the loop reads it from the metrics
+    factor = lr_factor(recipe, step, used)
     for g in run.optimizer.param_groups:
         g["lr"] = g["base_lr"] * factor
     run.optimizer.step()
@@ -431,7 +432,7 @@ def train_step(run: Run, step: int) -> dict:
     seconds = time.time() - t0
     return {"step": step, "loss": loss_sum / max(total, 1), "lr": recipe.optim.lr * factor,
             "grad_norm": grad_norm, "tokens": tokens, "tokens_per_s": tokens / max(seconds, 1e-9),
-            "seconds": seconds}
+            "seconds": seconds, "time_used": used}
 
 
 def _sample_loss(run: Run, ids, labels, sizes):
@@ -466,7 +467,7 @@ def train(run: Run) -> dict:
         for step in range(run.start_step + 1, steps + 1):
             m = train_step(run, step)
             window.append(m)
-            out_of_time = time_used(run) >= 1.0
+            out_of_time = m["time_used"] >= 1.0
             evaluated = evaluate_now(run, step, final=out_of_time)
             if step % recipe.train.log_every == 0 or step == steps or evaluated or out_of_time:
                 last = _window_metrics(window, step, time.time() - t_start)
