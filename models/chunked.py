@@ -30,10 +30,15 @@ class ChunkContext:
 
 
 class Engine:
-    """Holds references to a CoMeT-injected model's parts; stateless between calls."""
+    """Holds references to a CoMeT-injected model's parts; stateless between calls.
 
-    def __init__(self, model):
+    keep_temp=False runs without temporary memory: chunks still carry their temp beacons (the
+    layout of the text is unchanged) but the FIFO is never kept, so nothing but the global memory
+    links one chunk to the next (training's `fifo_dropout`)."""
+
+    def __init__(self, model, keep_temp: bool = True):
         self.model = model
+        self.keep_temp = keep_temp
         self.cfg: CometConfig = model.comet_config
         _, fam = family_of(model)
         self.layers = memory_layers(model)
@@ -80,7 +85,8 @@ class Engine:
     # -- cells --------------------------------------------------------------------------
     def cell(self, l: int, h: torch.Tensor, mem: LayerMemory, ctx: ChunkContext):
         """Layer l on one chunk: (hidden (B, n, H), memory of layer l) -> (hidden, new memory)."""
-        return self.layers[l].forward_chunk(h, mem, ctx.layout, **self.layer_kwargs(l, h, ctx))
+        h, mem = self.layers[l].forward_chunk(h, mem, ctx.layout, **self.layer_kwargs(l, h, ctx))
+        return h, (mem if self.keep_temp else LayerMemory(mem.global_state, None))
 
     def run_chunk(self, text_ids: torch.Tensor, mems: list[LayerMemory], closed: bool = True,
                   cache=None) -> tuple[torch.Tensor, ChunkContext, list[LayerMemory]]:
@@ -118,7 +124,8 @@ class Engine:
         if not layout.closed:
             return mem
         g = torch.empty(batch, self.cfg.global_slots, 0) if self.cfg.global_slots else None
-        n_t = min(mem.n_temp + layout.temp_beacon_pos.numel(), self.cfg.temp_budget) if self.cfg.uses_temp_memory else 0
+        n_t = min(mem.n_temp + layout.temp_beacon_pos.numel(), self.cfg.temp_budget) \
+            if self.cfg.uses_temp_memory and self.keep_temp else 0
         return LayerMemory(g, torch.empty(batch, n_t, 0) if n_t else None)
 
     # -- heads --------------------------------------------------------------------------
@@ -144,11 +151,12 @@ class Engine:
 
 
 def sequence_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, chunk_sizes: list[int],
-                  order: str = "layer"):
+                  order: str = "layer", keep_temp: bool = True):
     """Training forward over one (B, N) sample cut into chunk_sizes; labels already shifted.
 
-    Returns (summed loss, supervised token count). `order` is "layer" or "chunk"; both agree."""
-    eng = Engine(model)
+    Returns (summed loss, supervised token count). `order` is "layer" or "chunk"; both agree.
+    keep_temp=False: without temporary memory (see Engine)."""
+    eng = Engine(model, keep_temp)
     bounds = torch.tensor([0] + chunk_sizes).cumsum(0).tolist()
     t_chunks = [input_ids[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     l_chunks = [labels[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]

@@ -52,8 +52,9 @@ def _rms(x, weight, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
 
 
-def reference_forward(model, input_ids: torch.Tensor, chunk_sizes: list[int]):
-    """Chunk-by-chunk forward of a CoMeT model. Returns per-chunk (final hidden (B, n, H), roles)."""
+def reference_forward(model, input_ids: torch.Tensor, chunk_sizes: list[int], keep_temp: bool = True):
+    """Chunk-by-chunk forward of a CoMeT model. Returns per-chunk (final hidden (B, n, H), roles).
+    keep_temp=False: temp beacons are placed but no FIFO entry is ever kept."""
     cfg = model.comet_config
     _, fam = family_of(model)
     layers = memory_layers(model)
@@ -105,17 +106,18 @@ def reference_forward(model, input_ids: torch.Tensor, chunk_sizes: list[int]):
                 if r == "b":
                     e = _rms(h[:, p], mm.temp_norm.weight, mm.temp_norm.eps)
                     fifos[l].append(e + mm.temp_rla.up(mm.temp_rla.down(e)))
-            fifos[l] = fifos[l][-cfg.temp_budget:] if cfg.temp_budget else []
+            fifos[l] = fifos[l][-cfg.temp_budget:] if cfg.temp_budget and keep_temp else []
         outputs.append((h, roles))
     return outputs
 
 
-def reference_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, chunk_sizes: list[int]):
+def reference_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, chunk_sizes: list[int],
+                   keep_temp: bool = True):
     """Summed next-token loss at text positions and its count, from reference_forward."""
     _, fam = family_of(model)
     norm, head = get_part(model, fam.norm), get_part(model, fam.lm_head)
     total, count, start = 0.0, 0, 0
-    for (h, roles), size in zip(reference_forward(model, input_ids, chunk_sizes), chunk_sizes):
+    for (h, roles), size in zip(reference_forward(model, input_ids, chunk_sizes, keep_temp), chunk_sizes):
         text_h = torch.stack([h[:, p] for p, r in enumerate(roles) if r == "x"], dim=1)
         lab = labels[:, start:start + size]
         start += size

@@ -141,9 +141,11 @@ def test_memory_section_overrides_comet_config():
 def test_fingerprint_ignores_resume_knobs_only():
     base = recipe_fingerprint(Recipe())
     assert len(base) == 64 and base == recipe_fingerprint(Recipe())
+    # the value before train.fifo_dropout existed: checkpoints written then still resume
+    assert base == "33b8cccf8f3c7ecce7ec8773fc56368ed4a3e0912a9da8193d4519d86ccafe47"
     for same in ("train.steps=99", "train.output_dir=elsewhere", "checkpoint.every=3", "eval.samples=2",
                  "parallel.nproc=2", "train.log_every=1", "train.device=cpu"):
         assert recipe_fingerprint(apply_override(Recipe(), same)) == base, same
     for differs in ("optim.lr=1e-3", "data.seed=1", "train.seed=1", "memory.chunk_size=64",
-                    "trainable.mode=full", "data.max_tokens=100", "model.source=x"):
+                    "trainable.mode=full", "data.max_tokens=100", "model.source=x", "train.fifo_dropout=0.5"):
         assert recipe_fingerprint(apply_override(Recipe(), differs)) != base, differs

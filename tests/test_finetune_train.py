@@ -171,6 +171,30 @@ def test_time_budget_stops_checkpoints_exports_and_resumes(recipe_file, tmp_path
     assert [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()][-1] == 6
 
 
+def test_fifo_dropout_trains_through_global_memory_only(recipe_file, tmp_path):
+    """train.fifo_dropout=1: every sample without temporary memory, so the FIFO's modules get no
+    gradient and stay as they were while the global memory trains; the draws are per (seed, step)."""
+    path = recipe_file(out="run")
+    recipe = load_recipe(path, ["train.steps=4", "checkpoint.every=0", "train.fifo_dropout=1.0"])
+    run = T.setup(recipe, path.parent, quiet=True)
+    before = {k: v.clone() for k, v in run.model.state_dict().items() if "comet_memory" in k}
+    T.train(run)
+    rows = [json.loads(line) for line in (run.output_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["fifo_dropped"] for r in rows] == [1, 1, 1, 1]
+    assert all(r["loss_no_fifo"] == r["loss"] for r in rows)
+    after = run.model.state_dict()
+    for k, v in before.items():
+        if "temp_rla.down" in k or "temp_norm" in k:
+            assert torch.equal(after[k], v), k
+        elif "gate" in k or "global_rla.down" in k:
+            assert not torch.equal(after[k], v), k
+    half = load_recipe(path, ["train.fifo_dropout=0.5"])
+    run.recipe = half
+    draws = [T.keep_temp(run, step, 0) for step in range(1, 201)]
+    assert draws == [T.keep_temp(run, step, 0) for step in range(1, 201)]
+    assert 70 < sum(draws) < 130
+
+
 def test_dry_run_prints_recipe_and_plan(recipe_file, capsys):
     path = recipe_file()
     code, out, err = run_cli(["finetune", path, "optim.lr=3e-4", "--dry-run"], capsys)

@@ -97,6 +97,37 @@ def test_sink_layout_fast_path_matches_reference(family):
     assert not torch.allclose(fast, other)
 
 
+@pytest.mark.parametrize("family", ["llama", "gemma3_text"])
+def test_without_temp_memory_fast_path_matches_reference(family):
+    """keep_temp=False (training's fifo_dropout): beacons stay in the text, no FIFO entry is kept,
+    in the fast path (both orders) and the reference loop; only the global memory links chunks."""
+    model = comet_model(family, sink_tokens=1)
+    sizes = [16, 16, 9]
+    ids, labels = sample(sum(sizes))
+    named = list(model.named_parameters())
+    params = [p for _, p in named]
+    fast, n_fast = sequence_loss(model, ids, labels, sizes, keep_temp=False)
+    g_fast = torch.autograd.grad(fast, params, allow_unused=True)
+    ref, n_ref = reference_loss(model, ids, labels, sizes, keep_temp=False)
+    g_ref = torch.autograd.grad(ref, params, allow_unused=True)
+    chunk, _ = sequence_loss(model, ids, labels, sizes, order="chunk", keep_temp=False)
+    assert n_fast == n_ref
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(chunk, ref, rtol=1e-5, atol=1e-5)
+    for (name, _), a, b in zip(named, g_fast, g_ref):
+        if a is not None or b is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        if "temp_rla" in name or "temp_norm" in name:  # nothing reads a FIFO entry
+            assert a is None or not a.any(), name
+        if "comet_memory.gate" in name:  # the global memory still carries the gradient
+            assert a is not None and a.abs().sum() > 0
+    with_fifo, _ = sequence_loss(model, ids, labels, sizes)
+    assert not torch.allclose(fast, with_fifo)
+    # one chunk has no memory to drop
+    one, _ = sequence_loss(model, ids[:, :16], labels[:, :16], [16], keep_temp=False)
+    torch.testing.assert_close(one, sequence_loss(model, ids[:, :16], labels[:, :16], [16])[0])
+
+
 def test_sink_layout_positions():
     cfg = CometConfig(chunk_size=8, global_slots=2, temp_stride=4, temp_budget=3, sink_tokens=1,
                       placeholder_id=90, temp_beacon_id=91, global_beacon_ids=[92, 93], sink_id=7)

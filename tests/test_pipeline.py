@@ -125,6 +125,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# (result key, schedule, keep_temp): both schedules, and a sample trained without temporary memory
+RUNS = (("wavefront", "wavefront", True), ("naive", "naive", True), ("no_fifo", "wavefront", False))
+
+
 def _worker(rank, world, port, chunk_sizes, out_dir, fail_rank):
     import torch.distributed as dist
 
@@ -151,12 +155,12 @@ def _worker(rank, world, port, chunk_sizes, out_dir, fail_rank):
             allreduce_grads(model)
             result["ok"] = True
         else:
-            for schedule in ("wavefront", "naive"):
+            for key, schedule, keep in RUNS:
                 model.zero_grad(set_to_none=True)
-                loss, count = pipeline_loss(model, ids, labels, chunk_sizes, schedule=schedule)
+                loss, count = pipeline_loss(model, ids, labels, chunk_sizes, schedule=schedule, keep_temp=keep)
                 loss.backward()
                 allreduce_grads(model)
-                result[schedule] = (reduce_loss(loss, count), _grads(model))
+                result[key] = (reduce_loss(loss, count), _grads(model))
             # all ranks leave together: gloo aborted a process at teardown once when a peer was
             # still closing its pairs (seen on a loaded CI machine)
             dist.barrier()
@@ -180,18 +184,23 @@ def test_pipeline_matches_single_process(world, chunk_sizes, tmp_path):
 
     model, _ = _tiny_model()
     ids, labels = _sample(chunk_sizes)
-    ref_loss, ref_count = sequence_loss(model, ids, labels, chunk_sizes, order="layer")
-    ref_loss.backward()
-    ref = _grads(model)
-    assert sum(g is not None for g in ref.values()) > 20
+    want = {}
+    for keep in (True, False):
+        model.zero_grad(set_to_none=True)
+        ref_loss, ref_count = sequence_loss(model, ids, labels, chunk_sizes, order="layer", keep_temp=keep)
+        ref_loss.backward()
+        want[keep] = (float(ref_loss.detach()), ref_count, _grads(model))
+        assert sum(g is not None for g in want[keep][2].values()) > 20
+    assert want[True][0] != pytest.approx(want[False][0], rel=1e-4)  # the FIFO matters here
 
     results = _spawn(world, chunk_sizes, tmp_path)
     for r, res in enumerate(results):
         assert "error" not in res, res.get("error")
-        for schedule in ("wavefront", "naive"):
+        for schedule, _, keep in RUNS:
             (loss, count), grads = res[schedule]
+            ref_loss, ref_count, ref = want[keep]
             assert count == ref_count
-            assert loss == pytest.approx(float(ref_loss.detach()), rel=1e-5)
+            assert loss == pytest.approx(ref_loss, rel=1e-5)
             for name, g_ref in ref.items():
                 g = grads[name]
                 if g_ref is None:

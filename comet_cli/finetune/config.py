@@ -125,6 +125,9 @@ class TrainSection:
     # Wall-clock budget of one invocation in minutes (0: none). Training stops after the step that
     # uses it up, checkpoints and exports; a cosine schedule then decays by time as well as steps.
     max_minutes: float = 0.0
+    # Probability that a sample is trained without temporary memory (its FIFO is never kept), so
+    # that what the question needs from earlier chunks must come through the global memory.
+    fifo_dropout: float = 0.0
 
 
 @dataclass
@@ -274,6 +277,8 @@ def validate_recipe(recipe: Recipe, where: str = "recipe") -> None:
                        "train.max_minutes": recipe.train.max_minutes}.items():
         if value < 0:
             raise bad(key, f"must be >= 0, got {value}")
+    if not 0.0 <= recipe.train.fifo_dropout <= 1.0:
+        raise bad("train.fifo_dropout", f"must be a probability in [0, 1], got {recipe.train.fifo_dropout}")
     for name, value in dataclasses.asdict(recipe.memory).items():
         if value is not None and value < (1 if name in ("chunk_size", "rla_rank") else 0):
             raise bad(f"memory.{name}", f"must be >= {1 if name in ('chunk_size', 'rla_rank') else 0}, got {value}")
@@ -295,6 +300,8 @@ def recipe_to_yaml(recipe: Recipe) -> str:
 # (parallel.*: the pipeline schedule is exact, METHOD.md 13).
 VOLATILE_KEYS = ("train.steps", "train.log_every", "train.output_dir", "train.device", "train.max_minutes",
                  "checkpoint", "eval", "parallel")
+# Keys added after checkpoints existed: left out of the fingerprint at their default, so those resume.
+LATER_DEFAULTS = {"train.fifo_dropout": 0.0}
 
 
 def recipe_fingerprint(recipe: Recipe) -> str:
@@ -306,6 +313,10 @@ def recipe_fingerprint(recipe: Recipe) -> str:
         for part in head:
             section = section[part]
         section.pop(last, None)
+    for key, default in LATER_DEFAULTS.items():
+        section_name, last = key.split(".")
+        if d[section_name].get(last) == default:
+            d[section_name].pop(last)
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -177,9 +177,9 @@ class _SendMemory(torch.autograd.Function):
         return (None, None, None) + tuple(g + r.to(d) for g, r, (_, d) in zip(grads, got, ctx.meta))
 
 
-def _memory_shapes(chunk_sizes, cfg, k: int, batch: int, hidden: int) -> list[tuple]:
+def _memory_shapes(chunk_sizes, cfg, k: int, batch: int, hidden: int, keep_temp: bool = True) -> list[tuple]:
     """Shapes of the non-empty memory tensors entering chunk k: [global (B,G,H)], [FIFO (B,P,H)]."""
-    n_global, n_temp = slot_counts_at(chunk_sizes, cfg, k)
+    n_global, n_temp = slot_counts_at(chunk_sizes, cfg, k, keep_temp)
     return [(batch, n, hidden) for n in (n_global, n_temp) if n]
 
 
@@ -218,7 +218,7 @@ def _check_same_sample(input_ids, labels, chunk_sizes, group, device) -> None:
 
 def pipeline_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, chunk_sizes: list[int],
                   group=None, schedule: str = "wavefront", trace: list | None = None,
-                  abort_on_failure: bool = True) -> tuple[torch.Tensor, int]:
+                  abort_on_failure: bool = True, keep_temp: bool = True) -> tuple[torch.Tensor, int]:
     """This rank's share of `sequence_loss`: (summed loss over its chunks, its supervised count).
 
     Every rank passes the same full (B, N) sample; labels already shifted, -100 = unsupervised.
@@ -226,6 +226,7 @@ def pipeline_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, chunk_si
     gradients equal those of single-process `sequence_loss(...)[0].backward()`. For a mean loss
     divide by the global count, which every rank knows without communication:
     `int((labels != -100).sum())`. `trace`, if a list, receives timing events (benchmarks).
+    keep_temp=False runs without temporary memory (models.chunked.Engine), on every rank alike.
     Without an initialised process group it runs as one rank (the whole sample, no messages)."""
     if schedule not in SCHEDULES:
         raise RecipeError(f"pipeline schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
@@ -233,11 +234,11 @@ def pipeline_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, chunk_si
         raise RecipeError(f"chunk sizes sum to {sum(chunk_sizes)} but the sample has {input_ids.shape[1]} "
                           f"tokens (labels {tuple(labels.shape)}, input_ids {tuple(input_ids.shape)})")
     with abort_on_error(group, abort_on_failure):
-        return _pipeline_forward(model, input_ids, labels, chunk_sizes, group, schedule, trace)
+        return _pipeline_forward(model, input_ids, labels, chunk_sizes, group, schedule, trace, keep_temp)
 
 
-def _pipeline_forward(model, input_ids, labels, chunk_sizes, group, schedule, trace):
-    eng = Engine(model)
+def _pipeline_forward(model, input_ids, labels, chunk_sizes, group, schedule, trace, keep_temp=True):
+    eng = Engine(model, keep_temp)
     cfg, device = eng.cfg, eng.device
     rank, world = _rank_world(group)
     block = plan_blocks(len(chunk_sizes), world)[rank]
@@ -256,7 +257,7 @@ def _pipeline_forward(model, input_ids, labels, chunk_sizes, group, schedule, tr
     # local chunk inputs; layouts need only the slot counts entering each chunk (from the plan)
     ids, ctxs = [], []
     for k in block:
-        n_global, n_temp = slot_counts_at(chunk_sizes, cfg, k)
+        n_global, n_temp = slot_counts_at(chunk_sizes, cfg, k, keep_temp)
         shape_only = LayerMemory(torch.empty(batch, n_global, 0) if n_global else None,
                                  torch.empty(batch, n_temp, 0) if n_temp else None)
         i, c = eng.prepare(input_ids[:, bounds[k]:bounds[k + 1]], [shape_only], closed=True)
@@ -264,9 +265,9 @@ def _pipeline_forward(model, input_ids, labels, chunk_sizes, group, schedule, tr
         ctxs.append(c)
     hs = [eng.embed(i) for i in ids]
 
-    in_counts = slot_counts_at(chunk_sizes, cfg, block.start)
-    in_shapes = _memory_shapes(chunk_sizes, cfg, block.start, batch, hidden) if rank > 0 else []
-    out_shapes = _memory_shapes(chunk_sizes, cfg, block.stop, batch, hidden) if rank < world - 1 else []
+    in_counts = slot_counts_at(chunk_sizes, cfg, block.start, keep_temp)
+    in_shapes = _memory_shapes(chunk_sizes, cfg, block.start, batch, hidden, keep_temp) if rank > 0 else []
+    out_shapes = _memory_shapes(chunk_sizes, cfg, block.stop, batch, hidden, keep_temp) if rank < world - 1 else []
     present = (in_counts[0] > 0, in_counts[1] > 0)
     anchor = torch.zeros((), device=device, requires_grad=torch.is_grad_enabled())
 

@@ -41,16 +41,17 @@ def temp_beacons(n_text: int, stride: int) -> int:
     return -(-n_text // stride) if stride > 0 else 0
 
 
-def slot_counts_at(chunk_sizes: list[int], cfg, k: int) -> tuple[int, int]:
+def slot_counts_at(chunk_sizes: list[int], cfg, k: int, keep_temp: bool = True) -> tuple[int, int]:
     """(n_global, n_temp): memory slots entering chunk k when every chunk before it is closed.
 
     The global state exists from the first closed chunk on (G slots, or none when G = 0); the
     FIFO holds every temp beacon emitted so far, capped at the budget B_T (METHOD.md 6.3).
-    These are also the shapes (B, n, H) of the layer memory sent into the block starting at k."""
+    These are also the shapes (B, n, H) of the layer memory sent into the block starting at k.
+    keep_temp=False (a sample trained without temporary memory): no FIFO slots."""
     if not 0 <= k <= len(chunk_sizes):
         raise ValueError(f"chunk index {k} is outside 0..{len(chunk_sizes)}")
     n_global = cfg.global_slots if k > 0 else 0
-    if not cfg.uses_temp_memory:
+    if not cfg.uses_temp_memory or not keep_temp:
         return n_global, 0
     emitted = sum(temp_beacons(n, cfg.temp_stride) for n in chunk_sizes[:k])
     return n_global, min(emitted, cfg.temp_budget)

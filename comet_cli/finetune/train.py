@@ -403,14 +403,16 @@ def train_step(run: Run, step: int) -> dict:
     t0 = time.time()
     samples = [next(run.stream) for _ in range(recipe.train.batch_size * recipe.train.grad_accum)]
     total = sum(s.n_supervised for s in samples)
-    loss_sum, tokens = 0.0, sum(len(s.input_ids) for s in samples)
+    loss_sum, tokens, dropped = 0.0, sum(len(s.input_ids) for s in samples), 0
     for j, s in enumerate(samples):
+        keep = keep_temp(run, step, j)
+        dropped += not keep
         sizes = chunk_plan(run, s, step, j)
         ids = torch.tensor([s.input_ids], device=run.device)
         labels = torch.tensor([s.labels], device=run.device)
         with torch.autocast(run.device.type, dtype=run.autocast_dtype or torch.float32,
                             enabled=run.autocast_dtype is not None):
-            loss, _ = _sample_loss(run, ids, labels, sizes)
+            loss, _ = _sample_loss(run, ids, labels, sizes, keep)
         if total:
             (loss / total).backward()
         loss_sum += float(loss.detach())
@@ -430,19 +432,30 @@ def train_step(run: Run, step: int) -> dict:
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
     seconds = time.time() - t0
-    return {"step": step, "loss": loss_sum / max(total, 1), "lr": recipe.optim.lr * factor,
-            "grad_norm": grad_norm, "tokens": tokens, "tokens_per_s": tokens / max(seconds, 1e-9),
-            "seconds": seconds, "time_used": used}
+    m = {"step": step, "loss": loss_sum / max(total, 1), "lr": recipe.optim.lr * factor,
+         "grad_norm": grad_norm, "tokens": tokens, "tokens_per_s": tokens / max(seconds, 1e-9),
+         "seconds": seconds, "time_used": used}
+    if recipe.train.fifo_dropout > 0:
+        m["fifo_dropped"] = dropped  # samples of this step trained without temporary memory
+    return m
 
 
-def _sample_loss(run: Run, ids, labels, sizes):
+def keep_temp(run: Run, step: int, index: int) -> bool:
+    """Whether sample `index` of step `step` keeps its temporary memory (train.fifo_dropout); drawn
+    from (seed, step, index) like the chunk plan, so every rank and a resumed run agree."""
+    p = run.recipe.train.fifo_dropout
+    return p <= 0 or random.Random(f"fifo:{run.recipe.train.seed}:{step}:{index}").random() >= p
+
+
+def _sample_loss(run: Run, ids, labels, sizes, keep: bool = True):
     if run.dist.world > 1:
         from comet_cli.finetune.parallel import pipeline_loss
 
-        return pipeline_loss(run.model, ids, labels, sizes, run.dist.group, run.recipe.parallel.schedule)
+        return pipeline_loss(run.model, ids, labels, sizes, run.dist.group, run.recipe.parallel.schedule,
+                             keep_temp=keep)
     from comet_models.chunked import sequence_loss
 
-    return sequence_loss(run.model, ids, labels, sizes)
+    return sequence_loss(run.model, ids, labels, sizes, keep_temp=keep)
 
 
 def peak_rss_mb() -> float:
@@ -497,6 +510,12 @@ def _window_metrics(window: list[dict], step: int, seconds: float) -> dict:
     out = {"step": step, "loss": sum(m["loss"] for m in window) / len(window), "lr": window[-1]["lr"],
            "grad_norm": window[-1]["grad_norm"], "tokens_per_s": round(tokens / max(busy, 1e-9), 1),
            "peak_rss_mb": round(peak_rss_mb(), 1), "seconds": round(seconds, 2)}
+    if "fifo_dropped" in window[0]:
+        # samples trained without temporary memory, and the mean loss of the steps that had any
+        out["fifo_dropped"] = sum(m["fifo_dropped"] for m in window)
+        off = [m["loss"] for m in window if m["fifo_dropped"]]
+        if off:
+            out["loss_no_fifo"] = sum(off) / len(off)
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
