@@ -182,6 +182,7 @@ def test_fifo_dropout_trains_through_global_memory_only(recipe_file, tmp_path):
     rows = [json.loads(line) for line in (run.output_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["fifo_dropped"] for r in rows] == [1, 1, 1, 1]
     assert all(r["loss_no_fifo"] == r["loss"] for r in rows)
+    assert "fifo dropout 1" in T.training_note(recipe, 4)
     after = run.model.state_dict()
     for k, v in before.items():
         if "temp_rla.down" in k or "temp_norm" in k:

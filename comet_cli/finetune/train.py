@@ -569,7 +569,8 @@ def training_note(recipe: Recipe, steps: int) -> str:
     kinds = "+".join(dict.fromkeys(s.kind for s in recipe.data.sources)) or "no"
     t = recipe.trainable
     mode = f"lora r{t.lora_rank} on {','.join(t.lora_targets)}" if t.mode == "lora" else f"{t.mode} weights"
-    return f"{kinds} data, {steps} steps, {mode}, lr {recipe.optim.lr:g}, seed {recipe.train.seed}"
+    fd = f", fifo dropout {recipe.train.fifo_dropout:g}" if recipe.train.fifo_dropout else ""
+    return f"{kinds} data, {steps} steps, {mode}, lr {recipe.optim.lr:g}{fd}, seed {recipe.train.seed}"
 
 
 def export(run: Run) -> dict:
