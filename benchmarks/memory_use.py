@@ -10,10 +10,16 @@ is what the memory contributes: 0 for a model that carries nothing.
 Placements, for chunks of 256 and a FIFO of two chunks: `near` puts the needle in the chunk right
 before the answer's chunk (temporary memory reaches it), `far` in the first chunk of a 4-chunk
 sample (only the global memory does), `farther` in the first of 8 chunks.
+`pair-mid` and `pair-end` are 2-chunk samples of 320 tokens (the sink A/B's training length) with
+the key in the middle or at the end of the first chunk. With `--no-fifo` every cell is measured a
+second time without temporary memory (the FIFO is never kept, as in training's fifo_dropout): what
+is left of the gain then travels through the global memory alone.
 Filler and passages come from *Ulysses*, which no training recipe uses.
 
     python benchmarks/memory_use.py --models runs/default-s1/model runs/recall/model
     # -> benchmarks/results/memory_use.{json,md}
+    python benchmarks/memory_use.py --models runs/r2-fd5/model --kinds passkey \
+        --placements pair-mid pair-end near far --no-fifo --out benchmarks/results/memory_routes
 """
 from __future__ import annotations
 
@@ -30,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 BOOK = ROOT.parent / "shared" / "data" / "books" / "ulysses_pg4300.txt"
 RESULTS = ROOT / "benchmarks" / "results"
 # name -> (total tokens, relative depth of the needle)
-PLACEMENTS = {"near": (1024, 0.6), "far": (1024, 0.08), "farther": (2048, 0.04)}
+PLACEMENTS = {"near": (1024, 0.6), "far": (1024, 0.08), "farther": (2048, 0.04),
+              "pair-mid": (320, 0.3), "pair-end": (320, 0.75)}
 
 
 def pairs(kind: str, tok, filler, length: int, depth: float, n: int, seed: int):
@@ -65,17 +72,18 @@ def _decoy(tok, family, k: int, answer: str) -> str:
 
 
 @torch.no_grad()
-def answer_loss(model, sample, chunk: int) -> float:
+def answer_loss(model, sample, chunk: int, keep_temp: bool = True) -> float:
     from comet_models.chunked import sequence_loss
     from comet_models.layout import split_chunks
 
     ids = torch.tensor([sample.input_ids])
     labels = torch.tensor([sample.labels])
-    total, count = sequence_loss(model, ids, labels, split_chunks(ids.shape[1], chunk))
+    total, count = sequence_loss(model, ids, labels, split_chunks(ids.shape[1], chunk), keep_temp=keep_temp)
     return float(total) / max(count, 1)
 
 
-def measure(model_dir: str, n: int, seed: int) -> dict:
+def measure(model_dir: str, n: int, seed: int, kinds=("recall", "passkey"), placements=("near", "far", "farther"),
+            no_fifo: bool = False) -> dict:
     from comet_cli.finetune.synthetic import FillerText
     from comet_models.convert import load_comet
 
@@ -83,18 +91,21 @@ def measure(model_dir: str, n: int, seed: int) -> dict:
     chunk = model.comet_config.chunk_size
     filler = FillerText([BOOK])
     rows = {}
-    for kind in ("recall", "passkey"):
-        for name, (length, depth) in PLACEMENTS.items():
-            t = time.time()
-            real, decoy = [], []
-            for a, b in pairs(kind, tok, filler, length, depth, n, seed):
-                real.append(answer_loss(model, a, chunk))
-                decoy.append(answer_loss(model, b, chunk))
-            r, d = sum(real) / n, sum(decoy) / n
-            rows[f"{kind}/{name}"] = {"real_loss": round(r, 3), "decoy_loss": round(d, 3), "gain": round(d - r, 3),
-                                      "real_better": sum(x < y for x, y in zip(real, decoy)), "samples": n,
-                                      "tokens": length, "depth": depth, "seconds": round(time.time() - t, 1)}
-            print(f"{model_dir} {kind}/{name}: real {r:.3f} decoy {d:.3f} gain {d - r:+.3f}", file=sys.stderr, flush=True)
+    for kind in kinds:
+        for name in placements:
+            length, depth = PLACEMENTS[name]
+            for keep in (True, False) if no_fifo else (True,):
+                t = time.time()
+                real, decoy = [], []
+                for a, b in pairs(kind, tok, filler, length, depth, n, seed):
+                    real.append(answer_loss(model, a, chunk, keep))
+                    decoy.append(answer_loss(model, b, chunk, keep))
+                r, d = sum(real) / n, sum(decoy) / n
+                key = f"{kind}/{name}" + ("" if keep else " no FIFO")
+                rows[key] = {"real_loss": round(r, 3), "decoy_loss": round(d, 3), "gain": round(d - r, 3),
+                             "real_better": sum(x < y for x, y in zip(real, decoy)), "samples": n,
+                             "tokens": length, "depth": depth, "seconds": round(time.time() - t, 1)}
+                print(f"{model_dir} {key}: real {r:.3f} decoy {d:.3f} gain {d - r:+.3f}", file=sys.stderr, flush=True)
     return rows
 
 
@@ -103,24 +114,41 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", required=True, help="CoMeT model folders (a run's model/)")
     ap.add_argument("--samples", type=int, default=12)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--kinds", nargs="+", choices=["recall", "passkey"], default=["recall", "passkey"])
+    ap.add_argument("--placements", nargs="+", choices=list(PLACEMENTS), default=["near", "far", "farther"])
+    ap.add_argument("--no-fifo", action="store_true", help="also measure every cell without temporary memory")
     ap.add_argument("--out", default=str(RESULTS / "memory_use"))
     args = ap.parse_args()
     res = {"samples": args.samples, "seed": args.seed, "threads": torch.get_num_threads(),
-           "models": {m: measure(m, args.samples, args.seed) for m in args.models}}
+           "models": {m: measure(m, args.samples, args.seed, args.kinds, args.placements, args.no_fifo)
+                      for m in args.models}}
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
     keys = list(next(iter(res["models"].values())))
     lines = ["# What the memory carries: answer loss with the real context vs a decoy", "",
              f"Nats per answer token, {args.samples} samples per cell (Ulysses filler, held out of training); "
              "gain = decoy - real (0: the memory carries nothing). `near`: needle one chunk before the answer's "
-             "chunk (temporary memory); `far`: first of 4 chunks, `farther`: first of 8 (global memory only). "
-             f"Command: `python benchmarks/memory_use.py --models {' '.join(args.models)}`.", "",
+             "chunk (temporary memory); `far`: first of 4 chunks, `farther`: first of 8 (global memory only); "
+             "`pair-mid`/`pair-end`: middle/end of the first of 2 chunks (320 tokens); `no FIFO`: read without "
+             "temporary memory. Command: `python benchmarks/memory_use.py --models "
+             f"{' '.join(args.models)}{_flags(args)}`.", "",
              "| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
     for m, rows in res["models"].items():
         cells = [f"{rows[k]['gain']:+.2f} ({rows[k]['real_loss']:.2f} vs {rows[k]['decoy_loss']:.2f})" for k in keys]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _flags(args) -> str:
+    """The non-default options of this run, for the command line in the table's header."""
+    out = [f"--kinds {' '.join(args.kinds)}"] if args.kinds != ["recall", "passkey"] else []
+    if args.placements != ["near", "far", "farther"]:
+        out.append(f"--placements {' '.join(args.placements)}")
+    out += ["--no-fifo"] * args.no_fifo + ([f"--samples {args.samples}"] if args.samples != 12 else [])
+    if Path(args.out) != RESULTS / "memory_use":
+        out.append(f"--out {args.out}")
+    return "".join(" " + o for o in out)
 
 
 if __name__ == "__main__":
