@@ -85,8 +85,7 @@ class Engine:
     # -- cells --------------------------------------------------------------------------
     def cell(self, l: int, h: torch.Tensor, mem: LayerMemory, ctx: ChunkContext):
         """Layer l on one chunk: (hidden (B, n, H), memory of layer l) -> (hidden, new memory)."""
-        h, mem = self.layers[l].forward_chunk(h, mem, ctx.layout, **self.layer_kwargs(l, h, ctx))
-        return h, (mem if self.keep_temp else LayerMemory(mem.global_state, None))
+        return self.layers[l].forward_chunk(h, mem, ctx.layout, self.keep_temp, **self.layer_kwargs(l, h, ctx))
 
     def run_chunk(self, text_ids: torch.Tensor, mems: list[LayerMemory], closed: bool = True,
                   cache=None) -> tuple[torch.Tensor, ChunkContext, list[LayerMemory]]:
