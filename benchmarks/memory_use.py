@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -130,25 +131,14 @@ def main() -> None:
              "gain = decoy - real (0: the memory carries nothing). `near`: needle one chunk before the answer's "
              "chunk (temporary memory); `far`: first of 4 chunks, `farther`: first of 8 (global memory only); "
              "`pair-mid`/`pair-end`: middle/end of the first of 2 chunks (320 tokens); `no FIFO`: read without "
-             "temporary memory. Command: `python benchmarks/memory_use.py --models "
-             f"{' '.join(args.models)}{_flags(args)}`.", "",
+             "temporary memory. Command: `python benchmarks/memory_use.py "
+             f"{shlex.join(sys.argv[1:])}`.", "",
              "| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
     for m, rows in res["models"].items():
         cells = [f"{rows[k]['gain']:+.2f} ({rows[k]['real_loss']:.2f} vs {rows[k]['decoy_loss']:.2f})" for k in keys]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-
-
-def _flags(args) -> str:
-    """The non-default options of this run, for the command line in the table's header."""
-    out = [f"--kinds {' '.join(args.kinds)}"] if args.kinds != ["recall", "passkey"] else []
-    if args.placements != ["near", "far", "farther"]:
-        out.append(f"--placements {' '.join(args.placements)}")
-    out += ["--no-fifo"] * args.no_fifo + ([f"--samples {args.samples}"] if args.samples != 12 else [])
-    if Path(args.out) != RESULTS / "memory_use":
-        out.append(f"--out {args.out}")
-    return "".join(" " + o for o in out)
 
 
 if __name__ == "__main__":
