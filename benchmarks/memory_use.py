@@ -9,7 +9,7 @@ is what the memory contributes: 0 for a model that carries nothing.
 
 Placements, for chunks of 256 and a FIFO of two chunks: `near` puts the needle in the chunk right
 before the answer's chunk (temporary memory reaches it), `far` in the first chunk of a 4-chunk
-sample (only the global memory does), `farther` in the first of 8 chunks.
+sample (only the global memory does), `farther` in the first of 8 chunks, `farthest` of 16 (4k tokens).
 `pair-mid` and `pair-end` are 2-chunk samples of 320 tokens (the sink A/B's training length) with
 the key in the middle or at the end of the first chunk. With `--no-fifo` every cell is measured a
 second time without temporary memory (the FIFO is never kept, as in training's fifo_dropout): what
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 BOOK = ROOT.parent / "shared" / "data" / "books" / "ulysses_pg4300.txt"
 RESULTS = ROOT / "benchmarks" / "results"
 # name -> (total tokens, relative depth of the needle)
-PLACEMENTS = {"near": (1024, 0.6), "far": (1024, 0.08), "farther": (2048, 0.04),
+PLACEMENTS = {"near": (1024, 0.6), "far": (1024, 0.08), "farther": (2048, 0.04), "farthest": (4096, 0.02),
               "pair-mid": (320, 0.3), "pair-end": (320, 0.75)}
 
 
@@ -129,7 +129,8 @@ def main() -> None:
     lines = ["# What the memory carries: answer loss with the real context vs a decoy", "",
              f"Nats per answer token, {args.samples} samples per cell (Ulysses filler, held out of training); "
              "gain = decoy - real (0: the memory carries nothing). `near`: needle one chunk before the answer's "
-             "chunk (temporary memory); `far`: first of 4 chunks, `farther`: first of 8 (global memory only); "
+             "chunk (temporary memory); `far`: first of 4 chunks, `farther`: first of 8, `farthest`: first of 16 "
+             "(global memory only); "
              "`pair-mid`/`pair-end`: middle/end of the first of 2 chunks (320 tokens); `no FIFO`: read without "
              "temporary memory. Command: `python benchmarks/memory_use.py "
              f"{shlex.join(sys.argv[1:])}`.", "",
