@@ -9,8 +9,12 @@ token rows), that sum as one exact low-rank factor pair per weight:
     lora_delta.<HF weight name>.B   (out x sum of ranks)    stacked scale_s * B_s
 
 so a few MB stand for the tens of MB of changed base weights. `apply_base_deltas` adds them.
+A long curriculum stacks many ranks; `rank=R` keeps each sum's best rank-R approximation (an exact
+SVD of the product, computed from the factors) and reports the relative error it leaves, and
+`dtype=torch.bfloat16` halves the file.
 
     python -m comet_models.ship runs/default-s1 runs/default-s2 runs/default-s3 -o OUT.safetensors
+    python -m comet_models.ship runs/s1 ... runs/s7 -o OUT.safetensors --rank 48 --dtype bfloat16
 """
 from __future__ import annotations
 
@@ -52,8 +56,24 @@ def stage_deltas(run: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     return {name: (p["A"], p["B"] * scale) for name, p in pairs.items()}
 
 
-def pack(runs: list[Path], out: Path) -> dict:
-    """Write the shipped file from stage runs (oldest first); returns a summary."""
+def truncate(a: torch.Tensor, b: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The best rank-`rank` approximation of B @ A as factors (A', B'), and its relative Frobenius
+    error. Exact (Eckart-Young) without forming B @ A: QR of both factors, SVD of the small core."""
+    if rank >= a.shape[0]:
+        return a, b, 0.0
+    qb, rb = torch.linalg.qr(b.double())
+    qa, ra = torch.linalg.qr(a.double().T)
+    u, s, vh = torch.linalg.svd(rb @ ra.T)
+    root = s[:rank].sqrt()
+    b2 = (qb @ u[:, :rank]) * root
+    a2 = root[:, None] * (vh[:rank] @ qa.T)
+    err = float(s[rank:].square().sum().sqrt() / s.square().sum().sqrt().clamp_min(1e-30))
+    return a2.float().contiguous(), b2.float().contiguous(), err
+
+
+def pack(runs: list[Path], out: Path, rank: int | None = None, dtype: torch.dtype | None = None) -> dict:
+    """Write the shipped file from stage runs (oldest first); returns a summary. `rank` truncates
+    each stacked delta (see `truncate`); `dtype` casts every floating tensor in the file."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -66,18 +86,30 @@ def pack(runs: list[Path], out: Path) -> dict:
     with safe_open(str(runs[-1] / "memory.safetensors"), framework="pt") as f:
         metadata = dict(f.metadata() or {})
         tensors = {k: f.get_tensor(k) for k in f.keys()}
+    errors = []
     for name, (a_list, b_list) in stacked.items():
-        tensors[f"{DELTA_PREFIX}{name}.A"] = torch.cat(a_list, 0).contiguous()
-        tensors[f"{DELTA_PREFIX}{name}.B"] = torch.cat(b_list, 1).contiguous()
+        a, b = torch.cat(a_list, 0).contiguous(), torch.cat(b_list, 1).contiguous()
+        if rank is not None:
+            a, b, err = truncate(a, b, rank)
+            errors.append(err)
+        tensors[f"{DELTA_PREFIX}{name}.A"] = a
+        tensors[f"{DELTA_PREFIX}{name}.B"] = b
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     metadata["training"] = " then ".join(_training_note(r) for r in runs)
     metadata["stages"] = json.dumps([str(r) for r in runs])
+    if rank is not None:
+        metadata["delta_rank"] = str(rank)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     os.chmod(tmp, 0o644)  # a file to commit and ship: readable by everyone
     os.replace(tmp, out)
-    return {"file": str(out), "bytes": out.stat().st_size, "adapted_weights": len(stacked),
-            "tensors": len(tensors)}
+    summary = {"file": str(out), "bytes": out.stat().st_size, "adapted_weights": len(stacked),
+               "tensors": len(tensors)}
+    if errors:
+        summary["delta_rel_error"] = {"max": max(errors), "mean": sum(errors) / len(errors)}
+    return summary
 
 
 def _training_note(run: Path) -> str:
@@ -112,8 +144,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="Pack trained CoMeT runs (stages, oldest first) into one weights file.")
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("-o", "--output", type=Path, required=True)
+    ap.add_argument("--rank", type=int, default=None, help="keep each delta's best rank-R approximation")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                    help="store every tensor in this dtype (default: as trained)")
     args = ap.parse_args()
-    print(json.dumps(pack(args.runs, args.output)))
+    if args.rank is not None and args.rank < 1:
+        ap.error("--rank must be at least 1")
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    print(json.dumps(pack(args.runs, args.output, rank=args.rank, dtype=dtype)))
 
 
 if __name__ == "__main__":

@@ -94,3 +94,44 @@ def test_bad_deltas_are_one_line_errors(tmp_path, tiny_hf_folder):
     with pytest.raises(ModelError, match="do not fit this model"):
         convert_model(tiny_hf_folder, tmp_path / "x", memory_weights=bad)
     assert not (tmp_path / "x").exists()
+
+
+def test_truncate_is_the_best_low_rank_approximation():
+    from comet_models.ship import truncate
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(12, 40, generator=g), torch.randn(30, 12, generator=g)
+    dense = (b @ a).double()
+    a5, b5, err = truncate(a, b, 5)
+    assert a5.shape == (5, 40) and b5.shape == (30, 5)
+    s = torch.linalg.svdvals(dense)
+    best = torch.linalg.matrix_norm(dense - torch.linalg.svd(dense).U[:, :5] @ torch.diag(s[:5])
+                                    @ torch.linalg.svd(dense).Vh[:5])
+    got = torch.linalg.matrix_norm(dense - (b5 @ a5).double())
+    assert float(got) == pytest.approx(float(best), rel=1e-4)  # Eckart-Young: no rank-5 pair does better
+    assert err == pytest.approx(float(got / torch.linalg.matrix_norm(dense)), rel=1e-4)
+    a12, b12, err12 = truncate(a, b, 12)  # full rank: unchanged and exact
+    assert err12 == 0.0 and torch.equal(a12, a)
+
+
+def test_pack_with_rank_and_dtype_still_converts(tmp_path, tiny_hf_folder, monkeypatch):
+    from comet_models.convert import convert_model, load_comet
+    from comet_models.ship import DELTA_PREFIX, pack
+
+    monkeypatch.setenv("COMET_HOME", str(tmp_path / "home"))
+    torch.set_num_threads(1)
+    s1 = _stage(tmp_path, "s1", tiny_hf_folder, rank=2)
+    s2 = _stage(tmp_path, "s2", tmp_path / "s1" / "model", rank=4)
+    shipped = tmp_path / "small.safetensors"
+    info = pack([s1, s2], shipped, rank=3, dtype=torch.bfloat16)
+    assert 0.0 < info["delta_rel_error"]["max"] < 1.0
+    with safe_open(str(shipped), "pt") as f:
+        a = f.get_tensor(f"{DELTA_PREFIX}model.layers.0.self_attn.q_proj.weight.A")
+        assert a.shape[0] == 3 and a.dtype == torch.bfloat16
+        assert f.metadata()["delta_rank"] == "3"
+    rebuilt, _ = load_comet(convert_model(tiny_hf_folder, tmp_path / "rebuilt", memory_weights=shipped))
+    exported, _ = load_comet(s2 / "model")
+    ids = torch.randint(0, 500, (1, 128), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got, want = _logits(rebuilt, ids), _logits(exported, ids)
+    assert float(got) == pytest.approx(float(want), rel=5e-3)  # close, not exact: rank 3 of 6, bf16
