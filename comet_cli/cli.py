@@ -3,11 +3,17 @@ that `comet --help` answers instantly; torch is only imported inside a command."
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
 
 from comet_cli import __version__
+
+# tqdm reads TQDM_DISABLE once, when it is first imported (transformers imports it early), so the
+# switch must be set before any command module loads; the GGUF de-quantizer's bar would otherwise
+# leak into `comet finetune` on first use. Our own progress goes through rich.
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 # name -> (module in comet_cli.commands, attribute, one-line help shown by `comet --help`)
 COMMANDS = {
