@@ -65,16 +65,17 @@ def table(res: dict) -> str:
              "", "| chunks x 256 | processes | forward dtype | tokens/s (median) | tokens/s (best) | s/step (median) | final loss | peak RSS per process (MiB) | load before/after |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in res["runs"]:
-        lines.append(f"| {r['chunks']} x 256 = {r['tokens_per_sample']} | {r['processes']} | {r.get('dtype', 'float32')} | "
+        lines.append(f"| {r['chunks']} x 256 = {r['tokens_per_sample']} | {r['processes']} | {r['dtype']} | "
                      f"{r['tokens_per_s_median']:.0f} | {r['tokens_per_s_best']:.0f} | {r['step_seconds_median']} | "
                      f"{r['final_loss']} | {r['peak_rss_mb']:.0f} | "
                      f"{r['load_before']} / {r['load_after']} |")
-    base = [r for r in res["runs"] if r.get("dtype", "float32") == "float32"]
+    groups: dict[tuple, list[float]] = {}  # (chunks, processes, dtype) -> median tokens/s of each repeat
     for r in res["runs"]:
-        same = [b["tokens_per_s_median"] for b in base if (b["chunks"], b["processes"]) == (r["chunks"], r["processes"])]
-        if r.get("dtype", "float32") != "float32" and same:
-            lines.append(f"\n{r['dtype']} / float32 tokens/s ({r['chunks']} chunks, {r['processes']} process(es)): "
-                         f"{r['tokens_per_s_median'] / (sum(same) / len(same)):.2f}x")
+        groups.setdefault((r["chunks"], r["processes"], r["dtype"]), []).append(r["tokens_per_s_median"])
+    mean = {k: sum(v) / len(v) for k, v in groups.items()}
+    for (k, p, dt), tps in mean.items():
+        if dt != "float32" and (k, p, "float32") in mean:
+            lines.append(f"\n{dt} / float32 tokens/s ({k} chunks, {p} process(es)): {tps / mean[(k, p, 'float32')]:.2f}x")
     return "\n".join(lines) + "\n"
 
 

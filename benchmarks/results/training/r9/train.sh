@@ -10,12 +10,8 @@ set -euo pipefail
 dt=$1; core=$2; s3=${3:-b-fd8}; tag=r9-${dt}
 export OMP_NUM_THREADS=1 COMET_DATA=${COMET_DATA:-../shared/data}
 res=benchmarks/results
-run() { # out recipe [key=value...]
-  local out=$1 recipe=$2; shift 2
-  if [ -f "$out/model/config.json" ]; then return; fi
-  if [ -d "$out" ]; then taskset -c "$core" comet finetune "$recipe" --resume "$out" "$@" --quiet
-  else taskset -c "$core" comet finetune "$recipe" train.output_dir="$out" train.dtype="$dt" "$@" --quiet; fi
-}
+. benchmarks/results/training/stage.sh
+run() { run_stage "$core" "$1" "$2" train.dtype="$dt" "${@:3}"; }  # out recipe [key=value...]
 if [ "$s3" = b-fd8 ]; then
   # 1: 2-chunk samples (320 tokens), key in the first chunk ~80% of the time (fixed planner): memory is the only route.
   run "runs/$tag-s1" $res/sink_ab/sink.recipe.yaml train.steps=400 train.fifo_dropout=0.5 checkpoint.every=50 eval.samples=0
