@@ -17,14 +17,13 @@ export OMP_NUM_THREADS=1 COMET_DATA=${COMET_DATA:-../shared/data}
 res=benchmarks/results
 . $res/training/stage.sh
 common=(model.source="$from" train.max_minutes="$minutes" train.dtype=float32 checkpoint.every=20 eval.samples=0)
-if [ "$kind" = long12 ]; then
-  run_stage "$core" runs/r10-long12 $res/training/r5/r5-long12.recipe.yaml "${common[@]}"
-elif [ "$kind" = reach ] || [ "$kind" = reach8 ]; then
-  n=4; [ "$kind" = reach8 ] && n=8
-  run_stage "$core" "runs/r10-$kind" $res/sink_ab/sink.recipe.yaml "${common[@]}" train.steps=20000 \
-      train.fifo_dropout=0.8 optim.lr=1e-4 optim.warmup_steps=5 data.min_chunks=2 data.max_chunks=$n \
-      data.max_tokens=$((n * 256))
-else
-  run_stage "$core" runs/r10-precise $res/sink_ab/sink.recipe.yaml "${common[@]}" train.steps=20000 \
-      train.fifo_dropout=0.8 optim.lr=1e-4 optim.warmup_steps=5
-fi
+short=(train.steps=20000 train.fifo_dropout=0.8 optim.lr=1e-4 optim.warmup_steps=5)  # precise/reach*
+case $kind in
+  long12) run_stage "$core" runs/r10-long12 $res/training/r5/r5-long12.recipe.yaml "${common[@]}" ;;
+  precise) run_stage "$core" runs/r10-precise $res/sink_ab/sink.recipe.yaml "${common[@]}" "${short[@]}" ;;
+  reach|reach8)
+    n=4; [ "$kind" = reach8 ] && n=8
+    run_stage "$core" "runs/r10-$kind" $res/sink_ab/sink.recipe.yaml "${common[@]}" "${short[@]}" \
+        data.min_chunks=2 data.max_chunks=$n data.max_tokens=$((n * 256)) ;;
+  *) echo "train.sh: unknown run '$kind' (long12, precise, reach, reach8)" >&2; exit 2 ;;
+esac
