@@ -136,8 +136,10 @@ def test_resume_gives_the_uninterrupted_losses(recipe_file, tmp_path, capsys, mo
     assert code == 130 and f"continue with --resume {broken}" in err
     assert sorted(p.name for p in (broken / "checkpoints").iterdir()) == ["step-3"]
     monkeypatch.setattr(T, "train_step", real_step)
-    code, _, err = run_cli(["finetune", path, f"train.output_dir={broken}", "--resume", broken, "--quiet"], capsys)
+    # no train.output_dir: the resumed run goes on in its own folder, not in the recipe's ("straight")
+    code, _, err = run_cli(["finetune", path, "--resume", broken / "checkpoints" / "step-3", "--quiet"], capsys)
     assert code == 0, err
+    assert losses(tmp_path / "straight") == straight
     resumed = losses(broken)
     assert list(resumed) == [1, 2, 3, 4, 5, 6]
     assert resumed == straight  # bit-identical floats, step by step

@@ -29,7 +29,7 @@ def find_recipe(name: str) -> Path:
 @click.argument("recipe")
 @click.argument("overrides", nargs=-1)
 @click.option("--dry-run", is_flag=True, help="Print the resolved recipe and the chunk plan, then exit.")
-@click.option("--resume", "resume", type=click.Path(), help="Continue from an output dir or a checkpoint dir.")
+@click.option("--resume", "resume", type=click.Path(), help="Continue from an output dir or a checkpoint dir, writing on in that output dir.")
 @click.option("--nproc", type=click.IntRange(1), help="Pipeline ranks on this machine (overrides parallel.nproc); "
               "relaunches itself under torchrun.")
 @click.option("--overwrite", is_flag=True, help="Start over in an output dir that holds an earlier run.")
@@ -51,6 +51,8 @@ def finetune(recipe, overrides, dry_run, resume, nproc, overwrite, no_export, qu
       comet finetune tiny-smoke
       comet finetune recipes/smollm2-passkey.yaml train.steps=50 optim.lr=1e-4
       comet finetune recipes/smollm2-passkey.yaml --resume runs/smollm2-passkey
+
+    --resume continues in the resumed run's folder (train.output_dir=DIR sends the rest elsewhere).
       comet finetune recipes/qwen3-gpu.yaml --nproc 4 --dry-run
     """
     from comet_cli.finetune.config import apply_override, load_recipe
@@ -59,6 +61,11 @@ def finetune(recipe, overrides, dry_run, resume, nproc, overwrite, no_export, qu
     rec = load_recipe(path, overrides)
     if nproc is not None:
         rec = apply_override(rec, f"parallel.nproc={nproc}")
+    if resume and not any(o.startswith("train.output_dir=") for o in overrides):
+        # a resumed run goes on writing where it was, not into the recipe file's output_dir
+        from comet_cli.finetune.checkpoint import find_checkpoint, run_folder
+
+        rec = apply_override(rec, f"train.output_dir={run_folder(find_checkpoint(resume))}")
     under_launcher = int(os.environ.get("WORLD_SIZE", "1")) > 1
     world = int(os.environ["WORLD_SIZE"]) if under_launcher else rec.parallel.nproc
     if dry_run:

@@ -71,6 +71,11 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     return found[-1]
 
 
+def run_folder(checkpoint: Path) -> Path:
+    """The output dir a checkpoint belongs to (OUT for OUT/checkpoints/step-N)."""
+    return checkpoint.parent.parent if checkpoint.parent.name == checkpoints_dir("").name else checkpoint.parent
+
+
 def read_state(checkpoint: Path) -> dict:
     try:
         return json.loads((checkpoint / STATE_FILE).read_text())
