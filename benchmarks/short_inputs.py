@@ -73,6 +73,8 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=200, help="tokens per passage (shorter than one chunk)")
     ap.add_argument("--trained", default=None,
                     help="CoMeT folder to compare with the base (default: the embedded default with its shipped weights)")
+    ap.add_argument("--out", default=str(RESULTS / "short_inputs"),
+                    help="write OUT.json and OUT.md (default: benchmarks/results/short_inputs)")
     ap.add_argument("--worker", nargs=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -86,22 +88,24 @@ def main() -> None:
     rows = []
     for label, folder in (("base (untrained conversion)", str(untrained_dir())),
                           (f"trained ({args.trained or 'shipped default'})", str(resolve_model_dir(args.trained)))):
-        out = subprocess.run([sys.executable, __file__, "--passages", str(args.passages), "--length", str(args.length),
+        res = subprocess.run([sys.executable, __file__, "--passages", str(args.passages), "--length", str(args.length),
                               "--worker", folder], check=True, capture_output=True, text=True, cwd=ROOT)
-        rows.append({"label": label, **json.loads(out.stdout.strip().splitlines()[-1])})
+        rows.append({"label": label, **json.loads(res.stdout.strip().splitlines()[-1])})
         print(json.dumps(rows[-1])[:300], file=sys.stderr)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "short_inputs.json").write_text(json.dumps({"rows": rows, "cpu": os.cpu_count()}, indent=1) + "\n")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"rows": rows, "cpu": os.cpu_count()}, indent=1) + "\n")
     lines = ["# Short inputs (one chunk): base SmolLM2 vs a trained CoMeT model", "",
              f"Perplexity on {args.passages} passages of {args.length} tokens of *Ulysses* (held out of training); "
              f"greedy answers to {len(QUESTIONS)} short questions through the chat template. "
-             f"Command: `python benchmarks/short_inputs.py{' --trained ' + args.trained if args.trained else ''}`.", "",
+             f"Command: `python benchmarks/short_inputs.py{' --trained ' + args.trained if args.trained else ''}"
+             f"{' --out ' + args.out if args.out != str(RESULTS / 'short_inputs') else ''}`.", "",
              "| model | perplexity | short questions right |", "|---|---:|---:|"]
     lines += [f"| {r['label']} | {r['perplexity']} | {r['short_qa_correct']}/{r['short_qa_total']} |" for r in rows]
     lines += ["", "Answers:", ""]
     for i, (q, _) in enumerate(QUESTIONS):
         lines.append(f"- {q} " + " / ".join(f"{r['label'].split()[0]}: \"{r['answers'][i]['answer'][:60]}\"" for r in rows))
-    (RESULTS / "short_inputs.md").write_text("\n".join(lines) + "\n")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
