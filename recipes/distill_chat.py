@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from distill_summaries import repetitive
+from distill_summaries import repetitive, teacher_reply
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,8 +30,6 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("-o", "--out", default=str(ROOT / "recipes" / "data" / "distill-chat.jsonl"))
     args = ap.parse_args()
-    import torch
-
     from comet_models.convert import load_source
 
     questions = [q.strip() for q in Path(args.questions).read_text(encoding="utf-8").splitlines() if q.strip()]
@@ -43,13 +41,7 @@ def main() -> None:
         for k, q in enumerate(questions):
             if q in done:
                 continue
-            ids = tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
-                                          return_tensors="pt", return_dict=True)["input_ids"]
-            with torch.no_grad():
-                gen = model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False)
-            answer = tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True).strip()
-            if gen.shape[1] - ids.shape[1] >= args.max_new_tokens:  # cut mid-sentence: end at the last full one
-                answer = answer[:answer.rfind(".") + 1] or answer
+            answer = teacher_reply(model, tok, q, args.max_new_tokens)
             kept = bool(answer) and not repetitive(answer)
             if kept:
                 f.write(json.dumps({"messages": [{"role": "user", "content": q},

@@ -44,6 +44,20 @@ def repetitive(text: str, n: int = 6) -> bool:
     return len(grams) != len(set(grams))
 
 
+def teacher_reply(model, tok, user: str, max_new_tokens: int) -> str:
+    """The teacher's greedy reply to one user message; a reply cut at max_new_tokens ends at its last full sentence."""
+    import torch
+
+    ids = tok.apply_chat_template([{"role": "user", "content": user}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)["input_ids"]
+    with torch.no_grad():
+        gen = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False)
+    reply = tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    if gen.shape[1] - ids.shape[1] >= max_new_tokens:
+        reply = reply[:reply.rfind(".") + 1] or reply
+    return reply
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=60, help="number of passages")
@@ -52,8 +66,6 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-o", "--out", default=str(ROOT / "recipes" / "data" / "distill-summaries.jsonl"))
     args = ap.parse_args()
-    import torch
-
     from comet_cli.commands.read import SUMMARIZE_INSTRUCTION  # the instruction `comet summarize` uses
     from comet_models.convert import load_source
 
@@ -67,13 +79,7 @@ def main() -> None:
             if k < done:
                 continue
             user = passage + "\n\n" + SUMMARIZE_INSTRUCTION
-            ids = tok.apply_chat_template([{"role": "user", "content": user}], add_generation_prompt=True,
-                                          return_tensors="pt", return_dict=True)["input_ids"]
-            with torch.no_grad():
-                gen = model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False)
-            summary = tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True).strip()
-            if gen.shape[1] - ids.shape[1] >= args.max_new_tokens:  # cut mid-sentence: end at the last full one
-                summary = summary[:summary.rfind(".") + 1] or summary
+            summary = teacher_reply(model, tok, user, args.max_new_tokens)
             kept = not repetitive(summary)
             if kept:
                 f.write(json.dumps({"messages": [{"role": "user", "content": user},
