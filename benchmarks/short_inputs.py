@@ -3,6 +3,7 @@ in one chunk: perplexity on held-out book text (Ulysses, never used in training)
 to short questions.
 
     python benchmarks/short_inputs.py       # writes benchmarks/results/short_inputs.{json,md}
+    python benchmarks/short_inputs.py --rescore   # re-score the answers stored in OUT.json, no model run
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,8 +43,6 @@ def passages(tok, n: int, length: int, seed: int = 0) -> list[list[int]]:
 
 @torch.inference_mode()
 def evaluate(folder: str, n: int, length: int) -> dict:
-    import re
-
     from comet_models.chunked import sequence_loss
     from comet_models.convert import load_comet
     from comet_models.runtime import chat_frame, feed, generate, new_state, stop_ids
@@ -60,11 +60,27 @@ def evaluate(folder: str, n: int, length: int) -> dict:
         state = feed(model, new_state(model), prefix)
         text = tok.decode(list(generate(model, state, suffix, max_new_tokens=24, stop=stop_ids(tok))),
                           skip_special_tokens=True).strip()
-        ok = re.search(rf"\b({gold})\b", text.lower()) is not None
+        ok = right_answer(text, gold)
         right += ok
         answers.append({"question": q, "answer": text, "correct": ok})
     return {"model": folder, "perplexity": round(math.exp(nll / cnt), 3), "tokens": int(cnt),
             "short_qa_correct": right, "short_qa_total": len(QUESTIONS), "answers": answers}
+
+
+def right_answer(text: str, gold: str) -> bool:
+    """Whether `text` says `gold` (a regex of alternatives) as a whole word or number: "0" is not
+    found in "-18.0" or "10", "7" is in "7 days" and "42" in "is 42."."""
+    return re.search(rf"(?<![\w.,-])({gold})(?![\w]|[.,]\d)", text.lower()) is not None
+
+
+def rescore(rows: list[dict]) -> list[dict]:
+    """The rows with every stored answer scored again by `right_answer`."""
+    golds = dict(QUESTIONS)
+    for r in rows:
+        for a in r["answers"]:
+            a["correct"] = right_answer(a["answer"], golds[a["question"]])
+        r["short_qa_correct"] = sum(a["correct"] for a in r["answers"])
+    return rows
 
 
 def main() -> None:
@@ -75,10 +91,16 @@ def main() -> None:
                     help="CoMeT folder to compare with the base (default: the embedded default with its shipped weights)")
     ap.add_argument("--out", default=str(RESULTS / "short_inputs"),
                     help="write OUT.json and OUT.md (default: benchmarks/results/short_inputs)")
+    ap.add_argument("--rescore", action="store_true",
+                    help="score the answers stored in OUT.json again (after a change of the rule), no model run")
     ap.add_argument("--worker", nargs=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(evaluate(args.worker[0], args.passages, args.length)))
+        return
+    out = Path(args.out)
+    if args.rescore:
+        report(rescore(json.loads(out.with_suffix(".json").read_text())["rows"]), out, args)
         return
     sys.path.insert(0, str(Path(__file__).parent))
     from quality_table import untrained_dir
@@ -92,7 +114,10 @@ def main() -> None:
                               "--worker", folder], check=True, capture_output=True, text=True, cwd=ROOT)
         rows.append({"label": label, **json.loads(res.stdout.strip().splitlines()[-1])})
         print(json.dumps(rows[-1])[:300], file=sys.stderr)
-    out = Path(args.out)
+    report(rows, out, args)
+
+
+def report(rows: list[dict], out: Path, args) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"rows": rows, "cpu": os.cpu_count()}, indent=1) + "\n")
     lines = ["# Short inputs (one chunk): base SmolLM2 vs a trained CoMeT model", "",
