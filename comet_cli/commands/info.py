@@ -9,6 +9,18 @@ import click
 from comet_cli import console
 
 
+def training_summary(note: str) -> str:
+    """A packed lineage's training note ("stage then stage then ...") in one line: the stage and step
+    counts and the last stage; one- and two-stage notes as they are (--json keeps the whole note)."""
+    import re
+
+    stages = note.split(" then ")
+    if len(stages) <= 2:
+        return note
+    steps = sum(int(n) for n in re.findall(r"(\d+) steps", note))
+    return f"{len(stages)} stages, {steps:,} steps in all (--json lists each); the last: {stages[-1]}"
+
+
 def describe(path) -> dict:
     """Family, parameter counts, layout and memory-state size, read from the folder's files."""
     from safetensors import safe_open
@@ -92,7 +104,7 @@ def info(model_dir, as_json):
         f"family       {d['family']} ({d['architecture']}){' - ' + d['family_note'] if d['family_note'] else ''}",
         f"source       {d['source']}",
         f"fingerprint  {d['fingerprint']}",
-        f"memory       {d['memory_weights']}" + (f"; {d['training']}" if d['training'] else ""),
+        f"memory       {d['memory_weights']}" + (f"; {training_summary(d['training'])}" if d['training'] else ""),
         f"parameters   base {p['base']:,}  added {p['added']:,} ({100 * p['added_fraction']:.3f}%)",
         f"layers       {d['layers']} x hidden {d['hidden_size']}",
         f"chunk        {lay['chunk_size']} text tokens + {lay['temp_beacons_per_chunk']} temp beacons "
