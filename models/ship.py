@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 DELTA_PREFIX = "lora_delta."
+STAGE_SEPARATOR = " then "  # joins the stages' training notes in the file's `training` metadata
 _LORA_KEY = re.compile(r"^(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
 
 
@@ -96,7 +97,7 @@ def pack(runs: list[Path], out: Path, rank: int | None = None, dtype: torch.dtyp
         tensors[f"{DELTA_PREFIX}{name}.B"] = b
     if dtype is not None:
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
-    metadata["training"] = " then ".join(_training_note(r) for r in runs)
+    metadata["training"] = STAGE_SEPARATOR.join(_training_note(r) for r in runs)
     metadata["stages"] = json.dumps([str(r) for r in runs])
     if rank is not None:
         metadata["delta_rank"] = str(rank)

@@ -146,9 +146,10 @@ def test_real_smollm2_converts_and_generates(default_comet_folder):
 
 def test_info_sums_up_a_packed_lineage():
     from comet_cli.commands.info import training_summary
+    from comet_models.ship import STAGE_SEPARATOR
 
     one = "passkey data, 400 steps, lora r16 on q_proj, lr 0.0002"
     assert training_summary(one) == one
-    three = " then ".join([one, "text data, 120 steps, lr 0.0001", "chat data, 80 steps, lr 0.0001"])
+    three = STAGE_SEPARATOR.join([one, "text data, 120 steps, lr 0.0001", "chat data, 80 steps, lr 0.0001"])
     out = training_summary(three)
     assert out.startswith("3 stages, 600 steps in all") and out.endswith("the last: chat data, 80 steps, lr 0.0001")

@@ -14,7 +14,9 @@ def training_summary(note: str) -> str:
     counts and the last stage; one- and two-stage notes as they are (--json keeps the whole note)."""
     import re
 
-    stages = note.split(" then ")
+    from comet_models.ship import STAGE_SEPARATOR
+
+    stages = note.split(STAGE_SEPARATOR)
     if len(stages) <= 2:
         return note
     steps = sum(int(n) for n in re.findall(r"(\d+) steps", note))
