@@ -4,7 +4,8 @@
 # checkpoint resumes from it). Every stage is `comet finetune` on a committed recipe:
 #
 #   bash recipes/train-default.sh          # CORE=0 pins it to core 0; about 7 hours of one core
-#   -> runs/default-1 .. runs/default-7, then the shipped file (LoRA deltas stacked, rank 32, bfloat16)
+#   -> runs/r9-float32-s1 .. runs/r11-chat8 (the folders the r9-r11 scripts use), then the shipped file
+#      (LoRA deltas of the seven stages stacked, rank 32, bfloat16)
 #
 # Layout (all stages): chunks of 256 tokens, 32 global slots, a temp beacon every 16 tokens, FIFO 32, one
 # sink token; LoRA r16 on q/k/v/o, memory modules at 5x LR; fp32. The stages, what each taught, and their
@@ -25,20 +26,20 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} COMET_DATA=${COMET_DATA:-../shared/data}
 core=${CORE:-0}; res=benchmarks/results; tr=$res/training
 . $tr/stage.sh
-keys=$res/sink_ab/sink.recipe.yaml
-f32=(train.dtype=float32 eval.samples=0)
-short=(train.steps=20000 train.fifo_dropout=0.8 optim.lr=1e-4 optim.warmup_steps=5 checkpoint.every=20)
-run_stage "$core" runs/default-1 $keys "${f32[@]}" train.steps=400 train.fifo_dropout=0.5 checkpoint.every=50
-run_stage "$core" runs/default-2 $keys "${f32[@]}" model.source=runs/default-1/model data.max_tokens=768 \
-    data.max_chunks=3 train.steps=120 train.fifo_dropout=0.5 optim.lr=1e-4 optim.warmup_steps=5 checkpoint.every=40
-run_stage "$core" runs/default-3 $tr/gpu-h100-fd/d-fd5-long.recipe.yaml "${f32[@]}" \
-    model.source=runs/default-2/model train.max_minutes=60 checkpoint.every=25
-run_stage "$core" runs/default-4 $keys "${f32[@]}" "${short[@]}" model.source=runs/default-3/model train.max_minutes=75
-run_stage "$core" runs/default-5 $keys "${f32[@]}" "${short[@]}" model.source=runs/default-4/model train.max_minutes=40 \
-    data.min_chunks=2 data.max_chunks=4 data.max_tokens=1024
-run_stage "$core" runs/default-6 $keys "${f32[@]}" "${short[@]}" model.source=runs/default-5/model train.max_minutes=139 \
-    data.min_chunks=2 data.max_chunks=8 data.max_tokens=2048
-run_stage "$core" runs/default-7 $tr/r11/chat.recipe.yaml train.dtype=float32 model.source=runs/default-6/model \
-    train.max_minutes=60
-python -m comet_models.ship runs/default-{1,2,3,4,5,6,7} --rank 32 --dtype bfloat16 \
+# 1-3: r9's d-fd5-long lineage (r9/train.sh runs it only beside its b-fd8 lineage on the other core)
+r9=(train.dtype=float32 eval.samples=0)
+run_stage "$core" runs/r9-float32-s1 $res/sink_ab/sink.recipe.yaml "${r9[@]}" train.steps=400 \
+    train.fifo_dropout=0.5 checkpoint.every=50
+run_stage "$core" runs/r9-float32-s2 $res/sink_ab/sink.recipe.yaml "${r9[@]}" model.source=runs/r9-float32-s1/model \
+    data.max_tokens=768 data.max_chunks=3 train.steps=120 train.fifo_dropout=0.5 optim.lr=1e-4 \
+    optim.warmup_steps=5 checkpoint.every=40
+run_stage "$core" runs/r9-float32-s3-d-fd5-long $tr/gpu-h100-fd/d-fd5-long.recipe.yaml "${r9[@]}" \
+    model.source=runs/r9-float32-s2/model train.max_minutes=60 checkpoint.every=25
+# 4-7: the r10 and r11 stage scripts, with the minutes the shipped run trained
+MINUTES=75 bash $tr/r10/train.sh "$core" precise runs/r9-float32-s3-d-fd5-long/model
+MINUTES=40 bash $tr/r10/train.sh "$core" reach runs/r10-precise/model
+MINUTES=139 bash $tr/r10/train.sh "$core" reach8 runs/r10-reach/model
+MINUTES=60 bash $tr/r11/train.sh "$core" chat8 runs/r10-reach8/model
+python -m comet_models.ship runs/r9-float32-s1 runs/r9-float32-s2 runs/r9-float32-s3-d-fd5-long runs/r10-precise \
+  runs/r10-reach runs/r10-reach8 runs/r11-chat8 --rank 32 --dtype bfloat16 \
   -o models/weights/smollm2-135m-instruct.safetensors
