@@ -127,6 +127,7 @@ def test_passkey_results_resume_from_out(tmp_path, capsys, tiny_comet_folder):
     assert code == 0, err
     first = json.loads(stdout)
     assert first["items"] == 2 and set(first["grid"]["200"]) == {"0.0", "1.0"}
+    assert not (tmp_path / "pk.jsonl.partial").exists()  # resume points go once their sample is written
     lines = out.read_text().splitlines()
     code, stdout, _ = run_cli(args, capsys)
     assert code == 0 and json.loads(stdout)["grid"] == first["grid"] and out.read_text().splitlines() == lines
@@ -156,3 +157,44 @@ def test_babilong_grid_hides_the_facts_and_checks_the_answer_word(tmp_path, caps
     (babi / "qa2_two-supporting-facts_test.txt").unlink()
     code, _, err = run_cli(args, capsys)
     assert code == 1 and "qa2_two-supporting-facts_test.txt" in err and "Traceback" not in err
+
+
+def test_passkey_sample_resumes_inside_a_depth(tiny, tmp_path):
+    """A sample stopped in the middle of a fork picks up from its resume points and answers exactly as
+    an uninterrupted one; a resume point of another sample is ignored."""
+    from pathlib import Path
+
+    from comet_cli.eval import passkey as P
+    from comet_cli.eval.resume import SampleResume
+
+    model, tok = tiny
+    ans = Answerer(model, tok, "comet", max_new_tokens=4)
+    books = [str(p) for p in Path(__file__).parent.parent.glob("examples/*.txt")]
+    args = (ans, books, 700, [0.0, 0.5, 1.0], 0, 0)
+    straight = P.run_sample(*args)
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def stop_in_second_fork(msg):
+        seen.append(msg)
+        if "depth 0.50: 128 of" in msg:
+            raise Stop
+
+    folder = tmp_path / "pk.jsonl.partial"
+    with pytest.raises(Stop):
+        P.run_sample(*args, progress=stop_in_second_fork, resume=SampleResume(folder, "s0", every=64))
+    assert len(list(folder.glob("*.safetensors"))) == 2  # the trunk after depth 0 and the fork in progress
+    # a resume point tagged for another key (another sample, another grid) is not picked up
+    from comet_models.runtime import new_state
+
+    assert SampleResume(folder, "s0").trunk(new_state(model), "00000") is None
+    log = []
+    resumed = P.run_sample(*args, progress=log.append, resume=SampleResume(folder, "s0", every=64))
+    assert any("resumed after 1 of 3 depths" in m for m in log)
+    assert any("depth 0.50: resumed at token 128" in m for m in log)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(resumed) == strip(straight)
+    assert not folder.exists()  # cleared once the sample is done

@@ -33,7 +33,8 @@ def _default_data() -> Path:
               help="Context window of the truncate and mapreduce baselines, in tokens.")
 @click.option("--max-new-tokens", type=click.IntRange(1), default=128, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Per-item JSONL; items already in it are not run again (resume).")
+              help="Per-item JSONL; items already in it are not run again (resume). A passkey/"
+                   "babilong sample in progress also keeps resume points in OUT.partial/.")
 @click.option("--lengths", default="4096,16384", show_default=True,
               help="passkey/babilong: input lengths in tokens.")
 @click.option("--depths", type=click.IntRange(1), default=5, show_default=True,
@@ -145,6 +146,7 @@ def _task(ans, task, data, limit, done, out, quiet) -> list[dict]:
 def _grid(task, ans, data, lengths, depths, samples, done, out, quiet) -> list[dict]:
     from comet_cli.errors import InputError
     from comet_cli.eval.passkey import depths_grid, run_sample
+    from comet_cli.eval.resume import SampleResume
 
     try:
         sizes = [int(x) for x in str(lengths).split(",") if x.strip()]
@@ -167,7 +169,8 @@ def _grid(task, ans, data, lengths, depths, samples, done, out, quiet) -> list[d
             for s in range(samples):
                 rid = f"{task}:{ans.method}:{length}:{depths}:{s}"
                 if rid not in done:
-                    got = run_sample(ans, books, length, depths_grid(depths), 0, s,
+                    resume = SampleResume(f"{out}.partial", rid) if out and ans.method == "comet" else None
+                    got = run_sample(ans, books, length, depths_grid(depths), 0, s, resume=resume,
                                      progress=lambda m: progress.update(bar, extra=m), kind=task, tasks=tasks)
                     done[rid] = {"id": rid, "rows": got}
                     _append(out, done[rid])

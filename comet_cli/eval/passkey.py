@@ -72,8 +72,11 @@ def filler_tokens(ans: Answerer, books: Sequence[str], n: int, rng: random.Rando
 
 
 def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed: int, sample: int,
-               progress=lambda msg: None, kind: str = "passkey", tasks=None) -> list[dict]:
-    """One sample (needle of `kind`, filler) at every depth; returns one row per depth."""
+               progress=lambda msg: None, kind: str = "passkey", tasks=None, resume=None) -> list[dict]:
+    """One sample (needle of `kind`, filler) at every depth; returns one row per depth.
+
+    resume: a `comet_cli.eval.resume.SampleResume` to keep (and pick up) resume points inside the
+    sample (comet only: the baselines read one window per depth)."""
     rng = random.Random(f"{kind}-grid:{seed}:{length}:{sample}")
     item = NEEDLES[kind](rng, tasks)
     key = item.answer
@@ -86,14 +89,26 @@ def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed:
         from comet_models.runtime import feed, generate, new_state
 
         state, done = feed(ans.model, new_state(ans.model), prefix), 0
-        for pos, depth in cuts:
+        saved = resume.trunk(state, key) if resume else None
+        if saved:
+            state, done, rows = saved
+            progress(f"length {length:,}: resumed after {len(rows)} of {len(cuts)} depths")
+        for pos, depth in cuts[len(rows):]:  # depths in the order read: the saved rows come first
             t0 = time.time()
             state, done = feed(ans.model, state, fill[done:pos]), pos
             progress(f"length {length:,} depth {depth:.2f}: reading")
-            fork = feed(ans.model, state, needle + fill[pos:])
+            if resume:
+                fork = resume.feed(ans.model, state, needle + fill[pos:], key, depth,
+                                   lambda m: progress(f"length {length:,} {m}"))
+            else:
+                fork = feed(ans.model, state, needle + fill[pos:])
             ids = list(generate(ans.model, fork, suffix, max_new_tokens=12, stop=set(ans.stop)))
             text = ans.tokenizer.decode(ids, skip_special_tokens=True)
             rows.append(_row(length, depth, sample, key, text, item.correct(text), time.time() - t0))
+            if resume:
+                resume.save_trunk(state, key, done, rows)
+        if resume:
+            resume.clear()
         return rows
     for pos, depth in cuts:
         t0 = time.time()
