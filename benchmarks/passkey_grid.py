@@ -1,7 +1,8 @@
 """Pass-key (or BABILong) retrieval over input lengths x needle depths, CoMeT and its baselines.
 
 Each method is one `comet eval passkey` run (book filler, a random 5-digit key per sample) whose
-per-sample rows go to benchmarks/results/passkey/<method>.jsonl, so a rerun (or a longer --lengths)
+per-sample rows go to benchmarks/results/passkey/<method>.jsonl (the trained row named after the
+shipped weights), so a rerun (or a longer --lengths)
 only computes the cells that are missing. Methods: `trained` (the embedded default with its shipped
 weights), `untrained` (the same layout, freshly converted) and `sliding` (attention sinks + recent
 tokens at CoMeT's memory budget, base weights).
@@ -26,12 +27,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def run_method(name: str, args) -> list[dict]:
-    from quality_table import untrained_dir
+    from quality_table import shipped_tag, untrained_dir
 
     base = None if name == "trained" else str(untrained_dir())
     method, model = {"trained": ("comet", args.trained_model), "untrained": ("comet", base),
                      "sliding": ("sliding", base)}[name]
-    tag = name if name != "trained" or not args.trained_model else f"trained-{Path(args.trained_model).parent.name}"
+    tag = name if name != "trained" else f"trained-{Path(args.trained_model).parent.name}" if args.trained_model \
+        else f"trained-shipped-{shipped_tag()}"  # after the weights: new weights are run anew
     out = RESULTS / args.task / f"{tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "comet_cli.cli", "eval", args.task, "--method", method, "--lengths", args.lengths,
