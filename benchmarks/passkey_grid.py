@@ -27,13 +27,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def run_method(name: str, args) -> list[dict]:
-    from quality_table import shipped_tag, untrained_dir
+    from comet_models.convert import default_model_tag
+    from quality_table import untrained_dir
 
     base = None if name == "trained" else str(untrained_dir())
     method, model = {"trained": ("comet", args.trained_model), "untrained": ("comet", base),
                      "sliding": ("sliding", base)}[name]
-    tag = name if name != "trained" else f"trained-{Path(args.trained_model).parent.name}" if args.trained_model \
-        else f"trained-shipped-{shipped_tag()}"  # after the weights: new weights are run anew
+    tag = name
+    if name == "trained":  # the shipped default's file is named after its weights: new weights run anew
+        tag += f"-{Path(args.trained_model).parent.name}" if args.trained_model else f"-shipped-{default_model_tag()}"
     out = RESULTS / args.task / f"{tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "comet_cli.cli", "eval", args.task, "--method", method, "--lengths", args.lengths,

@@ -25,14 +25,6 @@ FT_DIR = ROOT / "runs" / "full-attention-ft" / "model"
 MAIN_METRIC = {"rouge": "rougeL", "f1": "f1", "mc": "accuracy"}
 
 
-def shipped_tag() -> str:
-    """Names per-item result files of the shipped default after its weights (the tag of its
-    converted folder), so new weights are measured anew instead of resuming the old ones' answers."""
-    from comet_models.convert import default_model_dir
-
-    return default_model_dir().name.rsplit("-", 1)[1]
-
-
 def untrained_dir(sink_tokens: int | None = None) -> Path:
     """An untrained conversion of the embedded default in the shipped recipe's memory layout, so
     rows (b) and (d) have the same memory budget as the trained default (e); `sink_tokens` set
@@ -76,6 +68,7 @@ def main() -> None:
                     "(a training run's model/) instead of the shipped default, to judge weights before shipping")
     args = ap.parse_args()
     from comet_cli.eval.tasks import TASKS as REGISTRY
+    from comet_models.convert import default_model_tag
 
     base = str(untrained_dir())
     rows = {"a": ("truncate", base, "(a) full attention, truncated to the window (head + tail)"),
@@ -100,8 +93,9 @@ def main() -> None:
     same = (old.get("limit"), old.get("window"), old.get("tasks")) == (args.limit, args.window, args.tasks)
     table = dict(old.get("table", {})) if same else {}
     # per-item files are resumed, so each trained folder keeps its own
-    tags = {r: r for r in rows} | {"e": "e-" + ("-".join(Path(args.trained).parts[-2:]) if args.trained
-                                            else f"shipped-{shipped_tag()}")}
+    # the shipped default's files are named after its weights, so new weights are measured anew
+    shipped = f"shipped-{default_model_tag()}"
+    tags = {r: r for r in rows} | {"e": "e-" + ("-".join(Path(args.trained).parts[-2:]) if args.trained else shipped)}
     for r in args.rows:
         method, model, label = rows[r]
         for task in args.tasks:

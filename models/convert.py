@@ -314,13 +314,17 @@ def shipped_memory_weights() -> Path | None:
     return p if p.is_file() else None
 
 
-def default_model_dir() -> Path:
-    """Keyed by the layout and the shipped weights, so new weights convert anew."""
+def default_model_tag() -> str:
+    """8 hex digits naming the layout and the shipped weights: what the default converts to."""
     shipped = shipped_memory_weights()
     key = {"layout": DEFAULT_LAYOUT if shipped is None else weights_layout(shipped),
            "weights": None if shipped is None else hashlib.sha256(shipped.read_bytes()).hexdigest()}
-    tag = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
-    return comet_home() / "models" / f"{DEFAULT_NAME}-{tag}"
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def default_model_dir() -> Path:
+    """Keyed by the layout and the shipped weights, so new weights convert anew."""
+    return comet_home() / "models" / f"{DEFAULT_NAME}-{default_model_tag()}"
 
 
 def ensure_default_model(step=lambda msg: None) -> Path:

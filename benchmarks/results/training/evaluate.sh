@@ -5,6 +5,8 @@
 #   NAME.passkey.json[l]        generation at 1-4k tokens, 5 depths x 2 samples
 #   NAME.digits.md              exact keys / digits in place of the generations (benchmarks/passkey_digits.py)
 #   gate_retention_NAME.{json,md}  how long the global-memory gates keep
+# eval_shippable CORE MODEL DIR NAME: the same with SHORT=1, after short inputs against the base
+#   (short_inputs_NAME.{json,md}: held-out book perplexity, short chat questions): fit to ship?
 eval_model() {
   local core=$1 m=$2 here=$3 name=$4 short=${5:-0}
   local t=(taskset -c "$core") rows=()
@@ -20,4 +22,9 @@ eval_model() {
   rows+=("$here/$name.passkey.jsonl")
   python benchmarks/passkey_digits.py "${rows[@]}" > "$here/$name.digits.md"
   "${t[@]}" python benchmarks/gate_retention.py --models "$m" --out "$here/gate_retention_$name"
+}
+
+eval_shippable() {
+  taskset -c "$1" python benchmarks/short_inputs.py --trained "$2" --out "$3/short_inputs_$4"
+  eval_model "$1" "$2" "$3" "$4" 1
 }

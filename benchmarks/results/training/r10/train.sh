@@ -4,6 +4,7 @@
 #   FROM: an r9 stage-3 model folder (runs/r9-float32-s3-d-fd5-long/model), or rebuild one from its pack:
 #   comet convert --memory-weights benchmarks/results/training/r9/r9-d-fd5-long.safetensors -o DIR
 # long12  = r5's 4-12-chunk pass keys (up to 3,072 tokens), fifo_dropout 0.5: longer reach, as r5 did.
+# OUT=DIR writes the precise stage to DIR instead of runs/r10-precise (r12 reuses it).
 # precise = 2-chunk pass keys (320 tokens) with the key in the first chunk (fixed planner), fifo_dropout
 #           0.8: the cheapest sample that must go through the global memory, ~2.5x the steps per minute,
 #           to see whether more steps of the same write/read put the digits in order.
@@ -20,7 +21,7 @@ common=(model.source="$from" train.max_minutes="$minutes" train.dtype=float32 ch
 short=(train.steps=20000 train.fifo_dropout=0.8 optim.lr=1e-4 optim.warmup_steps=5)  # precise/reach*
 case $kind in
   long12) run_stage "$core" runs/r10-long12 $res/training/r5/r5-long12.recipe.yaml "${common[@]}" ;;
-  precise) run_stage "$core" runs/r10-precise $res/sink_ab/sink.recipe.yaml "${common[@]}" "${short[@]}" ;;
+  precise) run_stage "$core" "${OUT:-runs/r10-precise}" $res/sink_ab/sink.recipe.yaml "${common[@]}" "${short[@]}" ;;
   reach|reach8)
     n=4; [ "$kind" = reach8 ] && n=8
     run_stage "$core" "runs/r10-$kind" $res/sink_ab/sink.recipe.yaml "${common[@]}" "${short[@]}" \

@@ -6,5 +6,4 @@ set -euo pipefail
 export OMP_NUM_THREADS=1 COMET_DATA=${COMET_DATA:-../shared/data}
 here=benchmarks/results/training/r11
 . benchmarks/results/training/evaluate.sh
-taskset -c "$1" python benchmarks/short_inputs.py --trained "runs/r11-$2/model" --out "$here/short_inputs_$2"
-eval_model "$1" "runs/r11-$2/model" $here "$2" 1
+eval_shippable "$1" "runs/r11-$2/model" $here "$2"

@@ -18,9 +18,7 @@ res=benchmarks/results
 common=(model.source="$from" train.max_minutes="$minutes" train.dtype=float32)
 chat=$res/training/r11/chat.recipe.yaml
 case $kind in
-  precise) run_stage "$core" runs/r12-precise $res/sink_ab/sink.recipe.yaml "${common[@]}" \
-             checkpoint.every=20 eval.samples=0 train.steps=20000 train.fifo_dropout=0.8 \
-             optim.lr=1e-4 optim.warmup_steps=5 ;;
+  precise) OUT=runs/r12-precise MINUTES=$minutes bash $res/training/r10/train.sh "$core" precise "$from" ;;
   pchat) run_stage "$core" runs/r12-pchat $chat "${common[@]}" ;;
   keys6) run_stage "$core" runs/r12-keys6 $chat "${common[@]}" data.sources.0.weight=6.0 optim.lr=5e-5 ;;
   *) echo "train.sh: unknown run '$kind' (precise, pchat, keys6)" >&2; exit 2 ;;
