@@ -41,7 +41,8 @@ def main() -> None:
     from comet_cli.finetune.checkpoint import export_model
     from comet_cli.finetune.config import load_recipe
     from comet_cli.finetune.data import IGNORE, build_stream
-    from comet_cli.finetune.train import lr_factor, prepare_data_section
+    from comet_cli.finetune.sources import prepare_data_section
+    from comet_cli.finetune.train import lr_factor
     from comet_cli.finetune.trainable import TrainableSet, add_lora
     from comet_cli.modelref import load_model
 

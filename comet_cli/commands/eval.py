@@ -15,7 +15,7 @@ BABI_FILES = ("qa1_single-supporting-fact_test.txt", "qa2_two-supporting-facts_t
 
 
 def _default_data() -> Path:
-    from comet_cli.finetune.train import default_data_dir
+    from comet_cli.finetune.sources import default_data_dir
 
     return default_data_dir()
 

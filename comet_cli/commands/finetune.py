@@ -122,14 +122,15 @@ def preflight(rec, recipe_dir: Path, resume, world: int, overwrite: bool) -> Non
     """Checks done once in the launching process, so bad input fails with one line before any
     worker starts: resume fingerprint, data files, chunk counts against ranks; converts the model."""
     from comet_cli.finetune import checkpoint as ckpt
+    from comet_cli.finetune import sources as S
     from comet_cli.finetune import train as T
     from comet_cli.finetune.config import recipe_fingerprint
 
     if resume:
         ckpt.check_fingerprint(ckpt.find_checkpoint(resume), recipe_fingerprint(rec))
     T.check_output_dir(Path(rec.train.output_dir), bool(resume), overwrite, remove=False)
-    T.prepare_data_section(rec.data, recipe_dir)
-    folder = T.resolve_model_dir(rec)
+    S.prepare_data_section(rec.data, recipe_dir)
+    folder = S.resolve_model_dir(rec)
     T.check_lengths(rec.data, _chunk_size(folder), world)
 
 
@@ -155,6 +156,7 @@ def show_plan(rec, recipe_dir: Path, world: int, n_samples: int = 8) -> None:
     chunks and spread over the ranks, with the estimated memory per rank."""
     import json
 
+    from comet_cli.finetune import sources as S
     from comet_cli.finetune import train as T
     from comet_cli.finetune.config import recipe_to_yaml
     from comet_cli.finetune.data import boundary_token_ids, build_stream
@@ -165,9 +167,9 @@ def show_plan(rec, recipe_dir: Path, world: int, n_samples: int = 8) -> None:
     quiet_transformers()
     console.result("# resolved recipe")
     console.result(recipe_to_yaml(rec).rstrip())
-    data = T.prepare_data_section(rec.data, recipe_dir)
+    data = S.prepare_data_section(rec.data, recipe_dir)
     with console.err.status("resolving the model", spinner="dots") as status:
-        folder = T.resolve_model_dir(rec, status.update)
+        folder = S.resolve_model_dir(rec, status.update)
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(folder)
