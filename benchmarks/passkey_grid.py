@@ -9,6 +9,8 @@ tokens at CoMeT's memory budget, base weights).
 
     python benchmarks/passkey_grid.py --lengths 4096,16384,65536 --depths 5 --samples 1
     # -> benchmarks/results/passkey_grid.{json,md,png}
+    python benchmarks/passkey_grid.py --lengths 4096,16384,65536,262144 --samples 3,3,3,1
+    # --samples: one count for every length, or one per length (long samples cost hours)
     python benchmarks/passkey_grid.py --task babilong --lengths 4096,16384 --samples 3
 """
 from __future__ import annotations
@@ -38,14 +40,25 @@ def run_method(name: str, args) -> list[dict]:
         tag += f"-{Path(args.trained_model).parent.name}" if args.trained_model else f"-shipped-{default_model_tag()}"
     out = RESULTS / args.task / f"{tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "comet_cli.cli", "eval", args.task, "--method", method, "--lengths", args.lengths,
-           "--depths", str(args.depths), "--samples", str(args.samples), "--out", str(out), "--json", "-q"]
     t = time.time()
-    subprocess.run(cmd + (["--model", model] if model else []), check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    for n in sorted(set(args.samples.values())):  # one `comet eval` per sample count
+        lengths = ",".join(str(L) for L, k in args.samples.items() if k == n)
+        cmd = [sys.executable, "-m", "comet_cli.cli", "eval", args.task, "--method", method, "--lengths", lengths,
+               "--depths", str(args.depths), "--samples", str(n), "--out", str(out), "--json", "-q"]
+        subprocess.run(cmd + (["--model", model] if model else []), check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     print(f"{name}: {time.time() - t:.0f} s", file=sys.stderr, flush=True)
-    wanted = {int(x) for x in args.lengths.split(",")}
     lines = map(json.loads, out.read_text().splitlines())  # one line per sample: its rows, one per depth
-    return [r for line in lines for r in line["rows"] if r["length"] in wanted]
+    return [r for line in lines for r in line["rows"] if r["sample"] < args.samples.get(r["length"], 0)]
+
+
+def samples_per_length(lengths: str, samples: str) -> dict[int, int]:
+    """--samples N (every length) or N1,N2,... (one per length), as {length: samples}."""
+    Ls, ns = [int(x) for x in lengths.split(",")], [int(x) for x in samples.split(",")]
+    if len(ns) == 1:
+        ns *= len(Ls)
+    if len(ns) != len(Ls) or min(ns) < 1:
+        raise SystemExit(f"--samples {samples}: one count >= 1, or one per length ({len(Ls)})")
+    return dict(zip(Ls, ns))
 
 
 def main() -> None:
@@ -53,34 +66,38 @@ def main() -> None:
     ap.add_argument("--task", choices=("passkey", "babilong"), default="passkey")
     ap.add_argument("--lengths", default="4096,16384,65536")
     ap.add_argument("--depths", type=int, default=5)
-    ap.add_argument("--samples", type=int, default=1)
+    ap.add_argument("--samples", default="1", help="samples per cell: N, or one count per length (N1,N2,...)")
     ap.add_argument("--methods", nargs="+", default=["trained", "untrained", "sliding"])
     ap.add_argument("--trained-model", default=None,
                     help="CoMeT folder for the `trained` row (default: the embedded default with its shipped weights)")
     args = ap.parse_args()
+    args.samples = samples_per_length(args.lengths, args.samples)
     from comet_cli.eval.passkey import plot_heatmaps, summarize_grid
 
     results = {m: run_method(m, args) for m in args.methods}
     grids = {m: summarize_grid(rows) for m, rows in results.items()}
     res = {"command": "python benchmarks/passkey_grid.py " + " ".join(sys.argv[1:]),
            "machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
-           "samples_per_cell": args.samples, "trained_model": args.trained_model or "embedded default",
+           "samples_per_cell": {str(L): n for L, n in args.samples.items()}, "trained_model": args.trained_model or "embedded default",
            "grids": {m: {str(L): {str(d): a for d, a in ds.items()} for L, ds in g.items()} for m, g in grids.items()},
            "overall": {m: round(sum(r["correct"] for r in rows) / max(1, len(rows)), 3) for m, rows in results.items()}}
     (RESULTS / f"{args.task}_grid.json").write_text(json.dumps(res, indent=2) + "\n")
     plot_heatmaps(results, RESULTS / f"{args.task}_grid.png")
+    ns = set(args.samples.values())
+    per_cell = (f"{ns.pop()} sample(s) per cell" if len(ns) == 1 else
+                "samples per cell: " + ", ".join(f"{n} at {L:,}" for L, n in args.samples.items()))
     title = "Pass-key retrieval" if args.task == "passkey" else "BABILong-style facts (bAbI qa1/qa2)"
     lines = [f"# {title}: accuracy by input length and needle depth", "",
-             f"Command: `{res['command']}` ({args.samples} sample(s) per cell, {res['machine']}, {res['date']}); "
+             f"Command: `{res['command']}` ({per_cell}, {res['machine']}, {res['date']}); "
              f"per-sample answers in `results/{args.task}/`.", ""]
     for m, g in grids.items():
         depths = sorted({d for ds in g.values() for d in ds})
         who = f", {res['trained_model']}" if m == "trained" else ""
         lines += [f"**{m}**{who} (overall {res['overall'][m]:.0%})", "",
-                  "| tokens | " + " | ".join(f"depth {d:.2f}" for d in depths) + " |",
-                  "|---:|" + "---:|" * len(depths)]
-        lines += [f"| {L:,} | " + " | ".join(f"{ds.get(d, float('nan')):.0%}" for d in depths) + " |"
-                  for L, ds in g.items()]
+                  "| tokens | " + " | ".join(f"depth {d:.2f}" for d in depths) + " | samples |",
+                  "|---:|" + "---:|" * (len(depths) + 1)]
+        lines += [f"| {L:,} | " + " | ".join(f"{ds.get(d, float('nan')):.0%}" for d in depths) +
+                  f" | {args.samples[L]} |" for L, ds in g.items()]
         lines.append("")
     (RESULTS / f"{args.task}_grid.md").write_text("\n".join(lines))
     print("\n".join(lines))
