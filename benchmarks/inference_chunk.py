@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +27,6 @@ def variant(src: Path, chunk: int, dst: Path) -> Path:
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    if dst.exists():
-        shutil.rmtree(dst)
     dst.mkdir(parents=True)
     for f in src.iterdir():
         if f.name not in ("config.json", "comet_memory.safetensors"):
@@ -53,16 +51,16 @@ def main() -> None:
 
     src = Path(ensure_default_model())
     OUT.mkdir(parents=True, exist_ok=True)
+    trained_chunk = json.loads((src / "config.json").read_text())["comet"]["chunk_size"]
     rows = {}
-    for c in map(int, args.chunks.split(",")):
-        out = OUT / f"c{c}.{args.length // 1024}k.jsonl"
-        model = src if c == json.loads((src / "config.json").read_text())["comet"]["chunk_size"] else \
-            variant(src, c, OUT / "models" / f"c{c}")
-        cmd = [sys.executable, "-m", "comet_cli.cli", "eval", "passkey", "--model", str(model), "--lengths",
-               str(args.length), "--depths", "5", "--samples", "1", "--out", str(out), "--json", "-q"]
-        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-        rows[c] = [r for line in out.read_text().splitlines() for r in json.loads(line)["rows"]]
-    shutil.rmtree(OUT / "models", ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="comet-chunk-") as tmp:  # variants never land in the repo
+        for c in map(int, args.chunks.split(",")):
+            out = OUT / f"c{c}.{args.length // 1024}k.jsonl"
+            model = src if c == trained_chunk else variant(src, c, Path(tmp) / f"c{c}")
+            cmd = [sys.executable, "-m", "comet_cli.cli", "eval", "passkey", "--model", str(model), "--lengths",
+                   str(args.length), "--depths", "5", "--samples", "1", "--out", str(out), "--json", "-q"]
+            subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+            rows[c] = [r for line in out.read_text().splitlines() for r in json.loads(line)["rows"]]
     res = {"command": "python benchmarks/inference_chunk.py " + " ".join(sys.argv[1:]), "length": args.length,
            "rows": {str(c): [{k: r[k] for k in ("depth", "key", "answer", "correct")} for r in rs]
                     for c, rs in rows.items()}}
