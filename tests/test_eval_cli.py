@@ -186,10 +186,14 @@ def test_passkey_sample_resumes_inside_a_depth(tiny, tmp_path):
     folder = tmp_path / "pk.jsonl.partial"
     with pytest.raises(Stop):
         P.run_sample(*args, progress=stop_in_second_fork, resume=SampleResume(folder, "s0", every=64))
-    assert len(list(folder.glob("*.safetensors"))) == 2  # the trunk after depth 0 and the fork in progress
-    # a resume point tagged for another key (another sample, another grid) is not picked up
+    assert len(list(folder.glob("*.safetensors"))) == 2  # the trunk at depth 0.5 and the fork in progress
     from comet_models.runtime import new_state
 
+    key = straight[0]["key"]
+    # the trunk was kept where depth 0.5's fork starts, so a resumed sample reads no filler twice
+    state, done, rows = SampleResume(folder, "s0").trunk(new_state(model), key)
+    assert len(rows) == 1 and 0 < done < 700 and state.tokens > done
+    # a resume point tagged for another key (another sample, another grid) is not picked up
     assert SampleResume(folder, "s0").trunk(new_state(model), "00000") is None
     log = []
     resumed = P.run_sample(*args, progress=log.append, resume=SampleResume(folder, "s0", every=64))

@@ -95,7 +95,10 @@ def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed:
             progress(f"length {length:,}: resumed after {len(rows)} of {len(cuts)} depths")
         for pos, depth in cuts[len(rows):]:  # depths in the order read: the saved rows come first
             t0 = time.time()
-            state, done = feed(ans.model, state, fill[done:pos]), pos
+            if pos > done:
+                state, done = feed(ans.model, state, fill[done:pos]), pos
+                if resume:  # a resumed sample need not read this stretch of filler again
+                    resume.save_trunk(state, key, done, rows)
             progress(f"length {length:,} depth {depth:.2f}: reading")
             if resume:
                 fork = resume.feed(ans.model, state, needle + fill[pos:], key, depth,

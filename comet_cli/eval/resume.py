@@ -4,8 +4,8 @@ One comet sample of 5 depths reads about 3.5 x its length: at 1M tokens that is 
 longer than a process may live. `--out` keeps whole samples; this keeps the inside of the one in
 progress, in a folder beside --out (OUT.partial/):
 
-- the trunk (the filler read up to the last finished depth) with the rows answered so far, saved
-  after each depth;
+- the trunk (the filler read up to the depth in progress) with the rows answered so far, saved
+  when it reaches a depth and again after that depth's answer;
 - the fork being read (needle + the rest of the filler), saved every `every` tokens.
 
 Files are memory states written atomically (`MemoryState.save`), tagged with the sample's id and key
