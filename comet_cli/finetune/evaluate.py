@@ -1,4 +1,5 @@
-"""Periodic evaluation during fine-tuning: pass-key accuracy at a few lengths.
+"""Periodic evaluation during fine-tuning: pass-key accuracy at a few lengths (`evaluate_now`,
+called by the training loop every `eval.every` steps and at the last one).
 
 Each item is read the way `comet ask` reads a document: the chat template's text before the
 document, then the document (book text with a hidden 5-digit key), fed chunk by chunk into memory;
@@ -65,3 +66,21 @@ def passkey_accuracy(model, tokenizer, filler: FillerText, lengths: Sequence[int
         model.train(was_training)
     return out
 
+
+def evaluate_now(run, step: int, final: bool = False) -> dict:
+    """Pass-key accuracy {"passkey@L": acc} if this step is an evaluation step (or the last one,
+    `final`), else {}."""
+    e = run.recipe.eval
+    due = (e.every and step % e.every == 0) or step == run.recipe.train.steps or final
+    if not due or not e.samples or not e.passkey_lengths:
+        return {}
+    files = filler_files(run.data.sources)
+    if not files:
+        return {}
+    scores = passkey_accuracy(run.model, run.tokenizer, FillerText(files), e.passkey_lengths, e.samples,
+                              seed=run.recipe.train.seed, rank=run.dist.rank, world=run.dist.world)
+    if run.dist.world > 1:
+        t = torch.tensor([v for L in e.passkey_lengths for v in scores[L]], dtype=torch.float64, device=run.device)
+        torch.distributed.all_reduce(t, group=run.dist.group)
+        scores = {L: (t[2 * i].item(), t[2 * i + 1].item()) for i, L in enumerate(e.passkey_lengths)}
+    return {f"passkey@{L}": round(c / max(n, 1), 4) for L, (c, n) in scores.items()}

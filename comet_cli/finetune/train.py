@@ -21,7 +21,6 @@ import json
 import math
 import os
 import random
-import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +32,11 @@ from comet_cli.errors import RecipeError
 from comet_cli.finetune import checkpoint as ckpt
 from comet_cli.finetune.config import Recipe, recipe_fingerprint, recipe_to_yaml
 from comet_cli.finetune.data import Sample, boundary_token_ids, build_stream
+from comet_cli.finetune.evaluate import evaluate_now
+from comet_cli.finetune.metrics import METRICS_FILE, log_line, trim_metrics, window_metrics
 from comet_cli.finetune.planning import plan_sample
 from comet_cli.finetune.sources import prepare_data_section, resolve_model_dir
 from comet_cli.finetune.trainable import TrainableSet, load_trainable_state, mark_trainable, trainable_state_dict
-
-METRICS_FILE = "metrics.jsonl"
-
 
 @dataclass
 class Dist:
@@ -181,7 +179,7 @@ def setup(recipe: Recipe, recipe_dir: Path | None = None, resume: str | None = N
     run = Run(recipe, fingerprint, output_dir, Path(model_dir), model, tok, tset, optimizer, stream, device,
               autocast_dtype(recipe, device), dist, data, boundary_token_ids(tok), start_step, quiet or not dist.main)
     if dist.main:
-        _trim_metrics(output_dir / METRICS_FILE, start_step)
+        trim_metrics(output_dir / METRICS_FILE, start_step)
         (output_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe))
     return run
 
@@ -202,14 +200,6 @@ def check_lengths(data, chunk_size: int, world: int) -> None:
 def _barrier(dist: Dist) -> None:
     if dist.world > 1:
         torch.distributed.barrier(group=dist.group)
-
-
-def _trim_metrics(path: Path, last_step: int) -> None:
-    # Lines logged after the checkpoint being resumed belong to the interrupted run's future.
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
-    path.write_text("".join(line + "\n" for line in keep))
 
 
 # ---- one step -----------------------------------------------------------------------------------
@@ -324,10 +314,6 @@ def _sample_loss(run: Run, ids, labels, sizes, keep: bool = True):
     return sequence_loss(run.model, ids, labels, sizes, keep_temp=keep)
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 # ---- the loop -----------------------------------------------------------------------------------
 
 def train(run: Run) -> dict:
@@ -349,7 +335,7 @@ def train(run: Run) -> dict:
             out_of_time = m["time_used"] >= 1.0
             evaluated = evaluate_now(run, step, final=out_of_time)
             if step % recipe.train.log_every == 0 or step == steps or evaluated or out_of_time:
-                last = _window_metrics(window, step, time.time() - t_start)
+                last = window_metrics(window, step, time.time() - t_start)
                 last.update(evaluated)
                 window = []
                 if run.dist.main:
@@ -357,7 +343,7 @@ def train(run: Run) -> dict:
                         f.write(json.dumps(last) + "\n")
                     # with a live bar, rich prints lines above it: show evaluations there too
                     if progress.disable or evaluated:
-                        _log_line(last, steps, run.quiet)
+                        log_line(last, steps, run.quiet)
             progress.update(task, completed=step,
                             extra=f"loss {m['loss']:.3f}  {m['tokens_per_s']:,.0f} tok/s")
             if (every and step % every == 0) or step == steps or out_of_time:
@@ -368,53 +354,6 @@ def train(run: Run) -> dict:
                 break
     run.summary = {"steps": step - run.start_step, "final": last, "seconds": time.time() - t_start}
     return run.summary
-
-
-def _window_metrics(window: list[dict], step: int, seconds: float) -> dict:
-    tokens = sum(m["tokens"] for m in window)
-    busy = sum(m["seconds"] for m in window)
-    out = {"step": step, "loss": sum(m["loss"] for m in window) / len(window), "lr": window[-1]["lr"],
-           "grad_norm": window[-1]["grad_norm"], "tokens_per_s": round(tokens / max(busy, 1e-9), 1),
-           "peak_rss_mb": round(peak_rss_mb(), 1), "seconds": round(seconds, 2)}
-    if "fifo_dropped" in window[0]:
-        # samples trained without temporary memory, and the mean loss of the steps that had any
-        out["fifo_dropped"] = sum(m["fifo_dropped"] for m in window)
-        off = [m["loss"] for m in window if m["fifo_dropped"]]
-        if off:
-            out["loss_no_fifo"] = sum(off) / len(off)
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return out
-
-
-def _log_line(m: dict, steps: int, quiet: bool) -> None:
-    if quiet:
-        return
-    evals = "".join(f"  {k} {v:.2f}" for k, v in m.items() if k.startswith("passkey@"))
-    console.info(f"step {m['step']}/{steps}  loss {m['loss']:.4f}  lr {m['lr']:.2e}  grad_norm {m['grad_norm']:.3f}  "
-                 f"{m['tokens_per_s']:,.0f} tok/s{evals}")
-
-
-def evaluate_now(run: Run, step: int, final: bool = False) -> dict:
-    """Pass-key accuracy {"passkey@L": acc} if this step is an evaluation step (or the last one,
-    `final`), else {}."""
-    e = run.recipe.eval
-    due = (e.every and step % e.every == 0) or step == run.recipe.train.steps or final
-    if not due or not e.samples or not e.passkey_lengths:
-        return {}
-    from comet_cli.finetune.evaluate import filler_files, passkey_accuracy
-    from comet_cli.finetune.synthetic import FillerText
-
-    files = filler_files(run.data.sources)
-    if not files:
-        return {}
-    scores = passkey_accuracy(run.model, run.tokenizer, FillerText(files), e.passkey_lengths, e.samples,
-                              seed=run.recipe.train.seed, rank=run.dist.rank, world=run.dist.world)
-    if run.dist.world > 1:
-        t = torch.tensor([v for L in e.passkey_lengths for v in scores[L]], dtype=torch.float64, device=run.device)
-        torch.distributed.all_reduce(t, group=run.dist.group)
-        scores = {L: (t[2 * i].item(), t[2 * i + 1].item()) for i, L in enumerate(e.passkey_lengths)}
-    return {f"passkey@{L}": round(c / max(n, 1), 4) for L, (c, n) in scores.items()}
 
 
 # ---- checkpoints, export, cleanup ---------------------------------------------------------------
