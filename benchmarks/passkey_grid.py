@@ -12,6 +12,7 @@ tokens at CoMeT's memory budget, base weights).
     python benchmarks/passkey_grid.py --lengths 4096,16384,65536,262144 --samples 3,3,3,1
     # --samples: one count for every length, or one per length (long samples cost hours)
     python benchmarks/passkey_grid.py --task babilong --lengths 4096,16384 --samples 3
+    # --cached: tables and heatmaps from the samples already computed, nothing run
 """
 from __future__ import annotations
 
@@ -41,13 +42,13 @@ def run_method(name: str, args) -> list[dict]:
     out = RESULTS / args.task / f"{tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     t = time.time()
-    for n in sorted(set(args.samples.values())):  # one `comet eval` per sample count
+    for n in sorted(set(args.samples.values())) if not args.cached else ():  # one `comet eval` per sample count
         lengths = ",".join(str(L) for L, k in args.samples.items() if k == n)
         cmd = [sys.executable, "-m", "comet_cli.cli", "eval", args.task, "--method", method, "--lengths", lengths,
                "--depths", str(args.depths), "--samples", str(n), "--out", str(out), "--json", "-q"]
         subprocess.run(cmd + (["--model", model] if model else []), check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     print(f"{name}: {time.time() - t:.0f} s", file=sys.stderr, flush=True)
-    lines = map(json.loads, out.read_text().splitlines())  # one line per sample: its rows, one per depth
+    lines = map(json.loads, out.read_text().splitlines() if out.exists() else [])  # one line per sample: its rows, one per depth
     return [r for line in lines for r in line["rows"] if r["sample"] < args.samples.get(r["length"], 0)]
 
 
@@ -70,19 +71,23 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["trained", "untrained", "sliding"])
     ap.add_argument("--trained-model", default=None,
                     help="CoMeT folder for the `trained` row (default: the embedded default with its shipped weights)")
+    ap.add_argument("--cached", action="store_true",
+                    help="only the samples already in results/<task>/ (a cell without one reads \"not run\")")
     args = ap.parse_args()
     args.samples = samples_per_length(args.lengths, args.samples)
     from comet_cli.eval.passkey import plot_heatmaps, summarize_grid
 
     results = {m: run_method(m, args) for m in args.methods}
     grids = {m: summarize_grid(rows) for m, rows in results.items()}
-    res = {"command": "python benchmarks/passkey_grid.py " + " ".join(sys.argv[1:]),
+    res = {"command": "python benchmarks/passkey_grid.py " + " ".join(a for a in sys.argv[1:] if a != "--cached"),
            "machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
            "samples_per_cell": {str(L): n for L, n in args.samples.items()}, "trained_model": args.trained_model or "embedded default",
+           "samples_run": {m: {str(L): len({r["sample"] for r in rows if r["length"] == L}) for L in args.samples}
+                           for m, rows in results.items()},
            "grids": {m: {str(L): {str(d): a for d, a in ds.items()} for L, ds in g.items()} for m, g in grids.items()},
            "overall": {m: round(sum(r["correct"] for r in rows) / max(1, len(rows)), 3) for m, rows in results.items()}}
     (RESULTS / f"{args.task}_grid.json").write_text(json.dumps(res, indent=2) + "\n")
-    plot_heatmaps(results, RESULTS / f"{args.task}_grid.png")
+    plot_heatmaps(results, RESULTS / f"{args.task}_grid.png", lengths=list(args.samples))
     ns = set(args.samples.values())
     per_cell = (f"{ns.pop()} sample(s) per cell" if len(ns) == 1 else
                 "samples per cell: " + ", ".join(f"{n} at {L:,}" for L, n in args.samples.items()))
@@ -96,8 +101,10 @@ def main() -> None:
         lines += [f"**{m}**{who} (overall {res['overall'][m]:.0%})", "",
                   "| tokens | " + " | ".join(f"depth {d:.2f}" for d in depths) + " | samples |",
                   "|---:|" + "---:|" * (len(depths) + 1)]
-        lines += [f"| {L:,} | " + " | ".join(f"{ds.get(d, float('nan')):.0%}" for d in depths) +
-                  f" | {args.samples[L]} |" for L, ds in g.items()]
+        for L in args.samples:
+            got = len({r["sample"] for r in results[m] if r["length"] == L})
+            cells = [f"{g[L][d]:.0%}" if d in g.get(L, {}) else "not run" for d in depths]
+            lines.append(f"| {L:,} | " + " | ".join(cells) + f" | {got} |")
         lines.append("")
     (RESULTS / f"{args.task}_grid.md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -202,3 +202,16 @@ def test_passkey_sample_resumes_inside_a_depth(tiny, tmp_path):
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(resumed) == strip(straight)
     assert not folder.exists()  # cleared once the sample is done
+
+
+def test_heatmap_labels_and_cells_not_run(tmp_path):
+    from comet_cli.eval.passkey import _k, plot_heatmaps
+
+    assert [_k(n) for n in (4096, 16384, 262144, 1048576, 1_000_000, 2000, 1500)] == \
+        ["4k", "16k", "256k", "1M", "1M", "2k", "1500"]
+    pytest.importorskip("matplotlib")
+    row = {"length": 4096, "depth": 0.0, "sample": 0, "key": "12345", "answer": "12345", "correct": True}
+    out = tmp_path / "grid.png"
+    # one method lacks the 1M column: both panels still get it (as "not run"), nothing raises
+    plot_heatmaps({"a": [row, {**row, "length": 1048576}], "b": [row]}, out, lengths=[4096, 1048576])
+    assert out.stat().st_size > 1000

@@ -135,8 +135,9 @@ def summarize_grid(rows: list[dict]) -> dict:
     return {L: {d: sum(v) / len(v) for d, v in sorted(ds.items())} for L, ds in sorted(cells.items())}
 
 
-def plot_heatmaps(results: dict[str, list[dict]], path: Path) -> None:
-    """One heatmap per method: rows depths, columns lengths, colour accuracy."""
+def plot_heatmaps(results: dict[str, list[dict]], path: Path, lengths: Sequence[int] | None = None) -> None:
+    """One heatmap per method: rows depths, columns lengths, colour accuracy. With `lengths`, every
+    panel has those columns and a cell without a sample reads "not run"."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,15 +146,16 @@ def plot_heatmaps(results: dict[str, list[dict]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.6), squeeze=False)
     for ax, (name, rows) in zip(axes[0], results.items()):
         grid = summarize_grid(rows)
-        lengths = list(grid)
+        cols = list(lengths) if lengths else list(grid)
         depths = sorted({d for ds in grid.values() for d in ds})
-        data = [[grid[L].get(d, float("nan")) for L in lengths] for d in depths]
+        data = [[grid.get(L, {}).get(d, float("nan")) for L in cols] for d in depths]
         ax.imshow(data, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
-        ax.set_xticks(range(len(lengths)), [_k(L) for L in lengths])
+        ax.set_xticks(range(len(cols)), [_k(L) for L in cols])
         ax.set_yticks(range(len(depths)), [f"{d:.2f}" for d in depths])
         for i, row in enumerate(data):
             for j, v in enumerate(row):
-                ax.text(j, i, "" if v != v else f"{v:.0%}", ha="center", va="center", fontsize=8)
+                ax.text(j, i, "not\nrun" if v != v else f"{v:.0%}", ha="center", va="center",
+                        fontsize=6 if v != v else 8)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("input tokens")
         ax.set_ylabel("needle depth")
@@ -162,5 +164,8 @@ def plot_heatmaps(results: dict[str, list[dict]], path: Path) -> None:
 
 
 def _k(n: int) -> str:
-    return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else f"{n // 1024}k" if n >= 1024 else str(n)
+    for unit, div in (("M", 2**20), ("M", 10**6), ("k", 1024), ("k", 1000)):
+        if n >= div and n % div == 0:
+            return f"{n // div}{unit}"
+    return str(n)
 
