@@ -129,6 +129,10 @@ def test_passkey_results_resume_from_out(tmp_path, capsys, tiny_comet_folder):
     assert first["items"] == 2 and set(first["grid"]["200"]) == {"0.0", "1.0"}
     assert not (tmp_path / "pk.jsonl.partial").exists()  # resume points go once their sample is written
     lines = out.read_text().splitlines()
+    # without -q and without a terminal (a log file), the progress comes as plain lines on stderr
+    code, _, err = run_cli([a for a in args if a != "-q"] + ["--out", str(tmp_path / "log.jsonl")], capsys)
+    assert code == 0 and "passkey (comet) sample 0, length 200 depth 1.00: " in err
+    assert "sample 0, length 200: " in err and "depths right" in err and "answered" in err
     code, stdout, _ = run_cli(args, capsys)
     assert code == 0 and json.loads(stdout)["grid"] == first["grid"] and out.read_text().splitlines() == lines
 

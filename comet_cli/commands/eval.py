@@ -138,6 +138,9 @@ def _task(ans, task, data, limit, done, out, quiet) -> list[dict]:
                              "seconds": round(time.time() - t0, 2),
                              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
                 _append(out, done[rid])
+                if progress.disable and not quiet:  # no live bar (a log file): one line per item
+                    console.info(f"{task} ({ans.method}) {len(rows) + 1}/{len(items)} {item.item_id}: "
+                                 f"{done[rid]['seconds']:.0f} s")
             rows.append(done[rid])
             progress.update(bar, advance=1)
     return rows
@@ -165,15 +168,23 @@ def _grid(task, ans, data, lengths, depths, samples, done, out, quiet) -> list[d
     rows = []
     with console.make_progress(quiet=quiet) as progress:
         bar = progress.add_task(f"{task} ({ans.method})", total=len(sizes) * samples, extra="")
+        log = progress.disable and not quiet  # no live bar (a log file): the same news as plain lines
+
+        def note(msg: str) -> None:
+            progress.update(bar, extra=msg)
+            if log:
+                console.info(f"{task} ({ans.method}) sample {s}, {msg}")
+
         for length in sizes:
             for s in range(samples):
                 rid = f"{task}:{ans.method}:{length}:{depths}:{s}"
                 if rid not in done:
                     resume = SampleResume(f"{out}.partial", rid) if out and ans.method == "comet" else None
                     got = run_sample(ans, books, length, depths_grid(depths), 0, s, resume=resume,
-                                     progress=lambda m: progress.update(bar, extra=m), kind=task, tasks=tasks)
+                                     progress=note, kind=task, tasks=tasks)
                     done[rid] = {"id": rid, "rows": got}
                     _append(out, done[rid])
+                    note(f"length {length:,}: {sum(r['correct'] for r in got)}/{len(got)} depths right")
                 rows += done[rid]["rows"]
                 progress.update(bar, advance=1)
     return rows

@@ -108,6 +108,7 @@ def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed:
             ids = list(generate(ans.model, fork, suffix, max_new_tokens=12, stop=set(ans.stop)))
             text = ans.tokenizer.decode(ids, skip_special_tokens=True)
             rows.append(_row(length, depth, sample, key, text, item.correct(text), time.time() - t0))
+            progress(_answered(rows[-1]))
             if resume:
                 resume.save_trunk(state, key, done, rows)
         if resume:
@@ -119,7 +120,13 @@ def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed:
         ids = ans.window_ids(prefix, fill[:pos] + needle + fill[pos:], suffix)
         text = ans.full_attention(ids, max_new_tokens=12)
         rows.append(_row(length, depth, sample, key, text, item.correct(text), time.time() - t0))
+        progress(_answered(rows[-1]))
     return rows
+
+
+def _answered(r: dict) -> str:
+    return (f"length {r['length']:,} depth {r['depth']:.2f}: {'right' if r['correct'] else 'wrong'} "
+            f"(key {r['key']}, answered {r['answer']!r}, {r['seconds']:.0f} s)")
 
 
 def _row(length, depth, sample, key, text, correct, seconds) -> dict:
