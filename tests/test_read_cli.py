@@ -47,7 +47,19 @@ def test_text_output_streams_to_stdout_only(comet, tiny_model, tmp_path):
     doc = write_text(tmp_path / "doc.txt", 20)
     code, out, err = comet("ask", doc, "Q?", "--model", tiny_model, "--max-new-tokens", "4", "--no-cache")
     assert code == 0 and out.endswith("\n")
-    assert "{" not in out[:1] and err == ""  # stderr is not a terminal: no progress
+    assert "{" not in out[:1] and err == ""  # stderr is not a terminal: no progress bar, and a short read logs nothing
+
+
+def test_long_read_without_a_terminal_logs_plain_progress_lines(comet, tiny_model, tmp_path, monkeypatch):
+    from comet_cli.commands import read
+
+    monkeypatch.setattr(read, "LOG_EVERY_S", 0.0)  # every progress report is "a minute later"
+    doc = write_text(tmp_path / "doc.txt", 40)
+    code, out, err = comet("ask", doc, "Q?", "--model", tiny_model, "--max-new-tokens", "2", "--no-cache")
+    assert code == 0 and "read " in err and " tokens (" in err and "doc.txt l." in err and "tok/s" in err
+    assert "read " not in out
+    code, _, err = comet("ask", doc, "Q?", "--model", tiny_model, "--max-new-tokens", "2", "--no-cache", "-q")
+    assert code == 0 and err == ""  # --quiet: nothing
 
 
 def test_folder_reads_files_in_order_with_globs(comet, tiny_model, tmp_path):
