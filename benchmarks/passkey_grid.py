@@ -79,7 +79,7 @@ def main() -> None:
 
     results = {m: run_method(m, args) for m in args.methods}
     grids = {m: summarize_grid(rows) for m, rows in results.items()}
-    res = {"command": "python benchmarks/passkey_grid.py " + " ".join(a for a in sys.argv[1:] if a != "--cached"),
+    res = {"command": "python benchmarks/passkey_grid.py " + " ".join(sys.argv[1:]),
            "machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
            "samples_per_cell": {str(L): n for L, n in args.samples.items()}, "trained_model": args.trained_model or "embedded default",
            "samples_run": {m: {str(L): len({r["sample"] for r in rows if r["length"] == L}) for L in args.samples}
