@@ -26,15 +26,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from comet_cli.finetune.synthetic import PASSKEY_NEEDLE, PASSKEY_QUESTION, insert_at
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-QUESTION = "What is the pass key?"
 CHARS_PER_TOKEN = 3.2  # Ulysses with SmolLM2's tokenizer (measured); the tokens actually read are reported
 
 
 def book_text() -> str:
-    data = Path(os.environ.get("COMET_DATA", ROOT.parent / "shared" / "data"))
-    path = data / "books" / "ulysses_pg4300.txt"
+    from comet_cli.finetune.sources import default_data_dir
+
+    path = default_data_dir() / "books" / "ulysses_pg4300.txt"
     if not path.is_file():
         raise SystemExit(f"{path}: not found (set COMET_DATA to the shared data folder)")
     text = path.read_text(encoding="utf-8")
@@ -42,21 +44,19 @@ def book_text() -> str:
 
 
 def make_file(folder: Path, text: str, length: int, depth: float, seed: int) -> tuple[Path, str]:
-    from comet_cli.finetune.synthetic import insert_at
-
     rng = random.Random(f"first-ask:{seed}:{length}:{depth}")
     key = str(rng.randint(10000, 99999))
     n = int(length * CHARS_PER_TOKEN)
     start = rng.randrange(len(text) - n)
     start = text.find(" ", start) + 1  # begin at a word
-    body = insert_at(text[start:start + n], depth, f"The pass key is {key}. Remember it. {key} is the pass key.")
+    body = insert_at(text[start:start + n], depth, PASSKEY_NEEDLE.format(key=key))
     path = folder / f"ulysses-{length}-{depth:.2f}.txt"
     path.write_text(body, encoding="utf-8")
     return path, key
 
 
 def ask(path: Path, model: str | None) -> dict:
-    cmd = [sys.executable, "-m", "comet_cli.cli", "ask", str(path), QUESTION, "--json", "-q", "--no-cache"]
+    cmd = [sys.executable, "-m", "comet_cli.cli", "ask", str(path), PASSKEY_QUESTION, "--json", "-q", "--no-cache"]
     t0 = time.time()
     got = subprocess.run(cmd + (["--model", model] if model else []), capture_output=True, text=True, cwd=ROOT)
     if got.returncode != 0:
@@ -118,7 +118,7 @@ def main() -> None:
     lines = ["# A new user's first `comet ask`: a pass key hidden in a long text file", "",
              f"Command: `{res['command']}` ({res['model']}, weights {tag}; {res['machine']}, {res['date']}). "
              f"Each file is *Ulysses* (held out from training) with the key sentence at the given depth, "
-             f"read by `comet ask FILE \"{QUESTION}\" --json -q --no-cache` in a fresh process.", "",
+             f"read by `comet ask FILE \"{PASSKEY_QUESTION}\" --json -q --no-cache` in a fresh process.", "",
              f"**{right} of {len(rows)}** files answered with the key.", "",
              "| tokens read | depth | key | answer | right | seconds |", "|---:|---:|---:|---|:---:|---:|"]
     lines += [f"| {r['tokens']:,} | {r['depth']:.2f} | {r['key']} | {_cell(r['answer'])} | {'yes' if r['right'] else 'no'} | "

@@ -42,7 +42,8 @@ def run_method(name: str, args) -> list[dict]:
     out = RESULTS / args.task / f"{tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     t = time.time()
-    for n in sorted(set(args.samples.values())) if not args.cached else ():  # one `comet eval` per sample count
+    counts = () if args.cached else sorted(set(args.samples.values()))
+    for n in counts:  # one `comet eval` per sample count
         lengths = ",".join(str(L) for L, k in args.samples.items() if k == n)
         cmd = [sys.executable, "-m", "comet_cli.cli", "eval", args.task, "--method", method, "--lengths", lengths,
                "--depths", str(args.depths), "--samples", str(n), "--out", str(out), "--json", "-q"]
@@ -102,9 +103,8 @@ def main() -> None:
                   "| tokens | " + " | ".join(f"depth {d:.2f}" for d in depths) + " | samples |",
                   "|---:|" + "---:|" * (len(depths) + 1)]
         for L in args.samples:
-            got = len({r["sample"] for r in results[m] if r["length"] == L})
             cells = [f"{g[L][d]:.0%}" if d in g.get(L, {}) else "not run" for d in depths]
-            lines.append(f"| {L:,} | " + " | ".join(cells) + f" | {got} |")
+            lines.append(f"| {L:,} | " + " | ".join(cells) + f" | {res['samples_run'][m][str(L)]} |")
         lines.append("")
     (RESULTS / f"{args.task}_grid.md").write_text("\n".join(lines))
     print("\n".join(lines))

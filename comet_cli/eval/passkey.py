@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from comet_cli.eval.methods import Answerer
-
-NEEDLE = "The pass key is {key}. Remember it. {key} is the pass key."
-QUESTION = "What is the pass key?"
+from comet_cli.finetune.synthetic import PASSKEY_NEEDLE as NEEDLE
+from comet_cli.finetune.synthetic import PASSKEY_QUESTION as QUESTION
 
 
 @dataclass(frozen=True)

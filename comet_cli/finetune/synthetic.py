@@ -28,6 +28,7 @@ from comet_cli.errors import DataError, fail
 PASSKEY_PREFACE = ("There is an important piece of information hidden inside a lot of irrelevant text. "
                    "Find it and memorize it; I will ask you about it.\n\n")
 PASSKEY_QUESTION = "What is the pass key?"
+PASSKEY_NEEDLE = "The pass key is {key}. Remember it. {key} is the pass key."  # .format(key=...)
 RECALL_QUESTION = "Repeat the passage you were asked to remember, word for word."
 
 CountTokens = Callable[[str], int]
@@ -177,7 +178,7 @@ def passkey_sample(rng: random.Random, filler: FillerText, length: int, depth: f
     context of `length` characters (tokens with `count_tokens`)."""
     key = str(rng.randint(10000, 99999))
     depth = rng.random() if depth is None else depth
-    needle = f"The pass key is {key}. Remember it. {key} is the pass key."
+    needle = PASSKEY_NEEDLE.format(key=key)
     context = fit_filler(rng, filler, length, lambda t: PASSKEY_PREFACE + insert_at(t, depth, needle), count_tokens)
     return SyntheticSample(context=context, question=PASSKEY_QUESTION, answer=key, kind="passkey", depth=depth)
 
