@@ -162,17 +162,18 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
         strict = False
     est = estimate_tokens(estimate_size(sources, password)[0]) if show else None
 
-    log_at = [time.monotonic() + LOG_EVERY_S] if not (show or quiet) else None
+    log_at = time.monotonic() + LOG_EVERY_S if not (show or quiet) else None  # no live bar: plain lines
 
     with console.make_progress(quiet) as progress:
         task = progress.add_task("reading", total=None if est is None else est + len(prefix_ids), extra="")
 
         def on_progress(p):
+            nonlocal log_at
             name = p.path if len(p.path) <= 32 else "…" + p.path[-31:]
             where = name + (f" p.{p.page}" if p.page else f" l.{p.line}" if p.line else "")
             rate = p.tokens_this_run / p.seconds if p.seconds > 0 else 0
-            if log_at and time.monotonic() >= log_at[0]:  # no live bar: a plain line now and then
-                log_at[0] = time.monotonic() + LOG_EVERY_S
+            if log_at is not None and time.monotonic() >= log_at:
+                log_at = time.monotonic() + LOG_EVERY_S
                 console.info(f"read {p.tokens:,} tokens ({p.chunks:,} chunks), at {where or 'stdin'}, {rate:,.0f} tok/s")
             total = progress.tasks[0].total
             if total is not None and p.tokens > total:
