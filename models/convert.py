@@ -124,8 +124,12 @@ def memory_fingerprint(model) -> str:
 def model_fingerprint(model) -> str:
     """Identifies base weights + layout + memory weights: states are only valid for this value."""
     meta = model.config.comet
-    h = hashlib.sha256(json.dumps({"base": meta.get("base_sha256"), "layout": model.comet_config.layout_dict(),
-                                   "memory": memory_fingerprint(model)}, sort_keys=True).encode())
+    key = {"base": meta.get("base_sha256"), "layout": model.comet_config.layout_dict(),
+           "memory": memory_fingerprint(model)}
+    dtype = next(model.parameters()).dtype
+    if dtype != torch.float32:  # a state read in another precision is another state (fp32 keys unchanged)
+        key["dtype"] = str(dtype).removeprefix("torch.")
+    h = hashlib.sha256(json.dumps(key, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 

@@ -135,6 +135,11 @@ def test_passkey_results_resume_from_out(tmp_path, capsys, tiny_comet_folder):
     assert "sample 0, length 200: " in err and "depths right" in err and "answered" in err
     code, stdout, _ = run_cli(args, capsys)
     assert code == 0 and json.loads(stdout)["grid"] == first["grid"] and out.read_text().splitlines() == lines
+    # another precision is another run: its samples are read, not taken from the float32 rows
+    code, stdout, err = run_cli(args + ["--dtype", "bfloat16"], capsys)
+    assert code == 0 and json.loads(stdout)["dtype"] == "bfloat16", err
+    new = [json.loads(x)["id"] for x in out.read_text().splitlines()[len(lines):]]
+    assert new == ["passkey:comet@bfloat16:200:2:0"]
 
 
 def test_babilong_grid_hides_the_facts_and_checks_the_answer_word(tmp_path, capsys, tiny_comet_folder):

@@ -160,3 +160,30 @@ def test_state_write_is_atomic(tmp_path, monkeypatch):
         _feed_chunks(model, 3).save(path)
     assert MemoryState.load(path).sha256() == digest
     assert [p.name for p in tmp_path.iterdir()] == ["s.safetensors"]
+
+
+def test_bfloat16_reading_tracks_float32_in_its_own_fingerprint(tiny_comet_folder, tmp_path):
+    """--dtype bfloat16: the state keeps the model's precision, stays close to the float32 read,
+    and is keyed by another fingerprint; float32 fingerprints are those of earlier releases."""
+    import hashlib
+    import json
+
+    from comet_models.convert import load_comet, memory_fingerprint
+
+    m32, _ = load_comet(tiny_comet_folder)
+    m16, _ = load_comet(tiny_comet_folder, dtype=torch.bfloat16)
+    old = json.dumps({"base": m32.config.comet.get("base_sha256"), "layout": m32.comet_config.layout_dict(),
+                      "memory": memory_fingerprint(m32)}, sort_keys=True).encode()
+    assert m32.comet_fingerprint == hashlib.sha256(old).hexdigest()[:16]  # caches of float32 reads stay valid
+    assert m16.comet_fingerprint != m32.comet_fingerprint
+    ids = list(range(1000, 1000 + 64 * 8 + 5))
+    a, b = feed(m32, new_state(m32), ids), feed(m16, new_state(m16), ids)
+    assert b.global_state.dtype == torch.bfloat16 and b.chunks == a.chunks == 8
+    for x, y in ((a.global_state, b.global_state), (a.temp_memory, b.temp_memory)):
+        rel = float((y.float() - x).norm() / x.norm())
+        assert 0 < rel < 0.05, rel  # rounded, not another computation
+    b.save(tmp_path / "s.safetensors")
+    assert MemoryState.load(tmp_path / "s.safetensors", m16.comet_fingerprint).sha256() == b.sha256()
+    with pytest.raises(StateError):
+        MemoryState.load(tmp_path / "s.safetensors", m32.comet_fingerprint)
+    assert generate(m16, b, ids[:4], max_new_tokens=3)  # answers from a bfloat16 state

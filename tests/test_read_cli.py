@@ -43,6 +43,16 @@ def test_second_question_reuses_the_state(comet, tiny_model, tmp_path):
     assert third["reused_state"] is True
 
 
+def test_bfloat16_reads_keep_their_own_cached_state(comet, tiny_model, tmp_path):
+    doc = write_text(tmp_path / "doc.txt", 60)
+    ask = ("ask", doc, "Q?", "--model", tiny_model, "--json", "--max-new-tokens", "2")
+    b1, b2 = (_json(comet(*ask, "--dtype", "bfloat16")[1]) for _ in range(2))
+    f32 = _json(comet(*ask)[1])
+    assert (b1["reused_state"], b2["reused_state"], f32["reused_state"]) == (False, True, False)
+    assert b1["state_file"] == b2["state_file"] != f32["state_file"]
+    assert comet(*ask, "--dtype", "float16")[0] == 2  # click's one-line usage error
+
+
 def test_text_output_streams_to_stdout_only(comet, tiny_model, tmp_path):
     doc = write_text(tmp_path / "doc.txt", 20)
     code, out, err = comet("ask", doc, "Q?", "--model", tiny_model, "--max-new-tokens", "4", "--no-cache")

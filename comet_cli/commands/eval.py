@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from comet_cli import console
+from comet_cli.modelref import DTYPES
 
 
 BABI_FILES = ("qa1_single-supporting-fact_test.txt", "qa2_two-supporting-facts_test.txt")
@@ -41,10 +42,12 @@ def _default_data() -> Path:
               help="passkey/babilong: depths from 0 to 1.")
 @click.option("--samples", type=click.IntRange(1), default=1, show_default=True,
               help="passkey/babilong: samples per cell.")
+@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+              help="Precision of the model and the memory (bfloat16: faster where the hardware has it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the aggregate as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display on stderr.")
 def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, out, lengths, depths, samples,
-             as_json, quiet):
+             dtype, as_json, quiet):
     """Score a method on TASK: a long-document task from the shared data, `passkey` or `babilong`.
 
     `comet eval list` shows the tasks. Methods (all greedy, same chat prompt): comet (the
@@ -74,7 +77,7 @@ def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, o
     from comet_cli.modelref import load_model
 
     with console.err.status("loading model", spinner="dots") as status:
-        model, tok, folder = load_model(model_dir, step=status.update)
+        model, tok, folder = load_model(model_dir, step=status.update, dtype=dtype)
     from comet_cli.eval.methods import Answerer
 
     ans = Answerer(model, tok, method, window=window, max_new_tokens=max_new_tokens)
@@ -84,7 +87,7 @@ def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, o
         from comet_cli.eval.passkey import summarize_grid
 
         grid = summarize_grid(rows)
-        summary = {"task": task, "method": method, "grid": grid, "items": len(rows)}
+        summary = {"task": task, "method": method, "dtype": dtype, "grid": grid, "items": len(rows)}
         text = "\n".join(f"{L:>9,} tokens: " + "  ".join(f"{d:.2f}:{a:.0%}" for d, a in ds.items())
                          for L, ds in grid.items())
     else:
@@ -92,7 +95,7 @@ def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, o
         from comet_cli.eval.metrics import aggregate
 
         scores = aggregate([r["scores"] | {"seconds": r["seconds"]} for r in rows])
-        summary = {"task": task, "method": method, **{k: round(v, 4) for k, v in scores.items()},
+        summary = {"task": task, "method": method, "dtype": dtype, **{k: round(v, 4) for k, v in scores.items()},
                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
         text = "  ".join(f"{k} {v}" for k, v in summary.items())
     summary["model"] = str(folder)
@@ -129,7 +132,7 @@ def _task(ans, task, data, limit, done, out, quiet) -> list[dict]:
     with console.make_progress(quiet=quiet) as progress:
         bar = progress.add_task(f"{task} ({ans.method})", total=len(items), extra="")
         for item in items:
-            rid = f"{task}:{ans.method}:{item.item_id}"
+            rid = f"{task}:{ans.run_tag}:{item.item_id}"
             if rid not in done:
                 t0 = time.time()
                 pred = ans.answer(item)
@@ -177,7 +180,7 @@ def _grid(task, ans, data, lengths, depths, samples, done, out, quiet) -> list[d
 
         for length in sizes:
             for s in range(samples):
-                rid = f"{task}:{ans.method}:{length}:{depths}:{s}"
+                rid = f"{task}:{ans.run_tag}:{length}:{depths}:{s}"
                 if rid not in done:
                     resume = SampleResume(f"{out}.partial", rid) if out and ans.method == "comet" else None
                     got = run_sample(ans, books, length, depths_grid(depths), 0, s, resume=resume,

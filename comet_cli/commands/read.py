@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from comet_cli import console
+from comet_cli.modelref import DTYPES
 
 SUMMARIZE_INSTRUCTION = "Summarize the document above in a few sentences."
 
@@ -39,6 +40,9 @@ def _common(f):
         click.option("--dry-run", is_flag=True, help="Only print the plan (tokens, chunks, time, memory)."),
         click.option("--device", default="auto", show_default=True,
                      help="Where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N."),
+        click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+                     help="Precision of the model and the memory: bfloat16 reads faster on CPUs with "
+                          "AVX512-BF16/AMX and on GPUs (README: Reading huge inputs)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -136,7 +140,7 @@ LOG_EVERY_S = 60.0  # without a terminal (a log file), one progress line per min
 
 
 def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_tokens, include, exclude,
-         password, quiet, checkpoint_every, no_cache, dry_run, device):
+         password, quiet, checkpoint_every, no_cache, dry_run, device, dtype):
     from comet_cli.readers import scan
 
     t0 = time.monotonic()
@@ -151,7 +155,8 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
     from comet_models.runtime import chat_frame
 
     show = console.progress_enabled(quiet)
-    model, tok, folder = load_model(model_dir, step=console.info if show else (lambda m: None), device=device)
+    model, tok, folder = load_model(model_dir, step=console.info if show else (lambda m: None), device=device,
+                                    dtype=dtype)
     prefix_ids, suffix_ids = chat_frame(tok, instruction)
 
     if state_file is not None:

@@ -42,6 +42,13 @@ class Answerer:
         self.banned = [cfg.placeholder_id, cfg.temp_beacon_id] + list(cfg.global_beacon_ids)
         self._states: dict = {}  # the last document's memory state
 
+    @property
+    def run_tag(self) -> str:
+        """The method, plus the precision when not float32: result ids of `--out` files, so a
+        bfloat16 run never takes a float32 row as done (float32 ids read as before)."""
+        dtype = next(self.model.parameters()).dtype
+        return self.method if dtype == torch.float32 else f"{self.method}@{str(dtype).removeprefix('torch.')}"
+
     # -- shared pieces --------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
