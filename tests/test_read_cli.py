@@ -102,6 +102,8 @@ def test_plan_and_dry_run(comet, tiny_model, tmp_path):
     assert p["chunks"] == -(-p["estimated_tokens"] // 64)
     assert p["tokens_per_second"] > 0 and p["predicted_seconds"] > 0
     assert p["peak_memory_bytes"] >= p["model_bytes"] + p["state_bytes"]
+    half = _json(comet("plan", doc, "--model", tiny_model, "--json", "--dtype", "bfloat16")[1])
+    assert (half["model_bytes"] * 2, half["state_bytes"] * 2) == (p["model_bytes"], p["state_bytes"] + 16)
     code, out, err = comet("summarize", doc, "--model", tiny_model, "--dry-run")
     assert code == 0 and "chunks" in out and "tokens/s" in out and "peak" in out
     assert not (Path(os.environ["COMET_HOME"]) / "states").exists() or "summary" not in out

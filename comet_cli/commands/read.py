@@ -84,22 +84,26 @@ def ask(path, question, **kw):
 @click.option("--max-new-tokens", type=click.IntRange(1), default=256, show_default=True,
               help="Longest answer, in tokens (sizes the final chunk's cache).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def plan(path, model_dir, include, exclude, password, max_new_tokens, as_json):
+@click.option("--device", default="auto", show_default=True, help="Where the read would run (as for summarize).")
+@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+              help="Precision the read would use (as for summarize).")
+def plan(path, model_dir, include, exclude, password, max_new_tokens, as_json, device, dtype):
     """Predict tokens, chunks, reading time and peak memory for PATH, before reading it.
 
     Time comes from one chunk timed on this machine; memory does not grow with the input."""
     from comet_cli.readers import scan
 
     sources = scan(path, include, exclude, warn=console.warn)
-    _print_plan(path, sources, model_dir, password, max_new_tokens, as_json, include, exclude)
+    _print_plan(path, sources, model_dir, password, max_new_tokens, as_json, include, exclude, device, dtype)
 
 
-def _print_plan(path, sources, model_dir, password, max_new_tokens, as_json, include=(), exclude=()):
+def _print_plan(path, sources, model_dir, password, max_new_tokens, as_json, include=(), exclude=(),
+                device="auto", dtype="float32"):
     from comet_cli.modelref import load_model
     from comet_cli.reading.cache import cache_state_path, input_key
     from comet_cli.reading.plan import make_plan
 
-    model, tok, folder = load_model(model_dir)
+    model, tok, folder = load_model(model_dir, device=device, dtype=dtype)
     p = make_plan(model, tok, sources, password, max_new_tokens, warn=console.warn)
     key = input_key(path, include, exclude)
     if key is not None:
@@ -146,7 +150,7 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
     t0 = time.monotonic()
     sources = scan(path, include, exclude, warn=console.warn)
     if dry_run:
-        _print_plan(path, sources, model_dir, password, max_new_tokens, as_json, include, exclude)
+        _print_plan(path, sources, model_dir, password, max_new_tokens, as_json, include, exclude, device, dtype)
         return
     from comet_cli.modelref import load_model
     from comet_cli.reading.cache import cache_state_path, input_key
