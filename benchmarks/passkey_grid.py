@@ -29,16 +29,20 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def run_method(name: str, args) -> list[dict]:
+def trained_tag(model: str | None) -> str:
+    """The trained row's file name under results/<task>/: named after the weights, so new weights run anew."""
     from comet_models.convert import default_model_tag
+
+    return f"trained-{Path(model).parent.name}" if model else f"trained-shipped-{default_model_tag()}"
+
+
+def run_method(name: str, args) -> list[dict]:
     from quality_table import untrained_dir
 
     base = None if name == "trained" else str(untrained_dir())
     method, model = {"trained": ("comet", args.trained_model), "untrained": ("comet", base),
                      "sliding": ("sliding", base)}[name]
-    tag = name
-    if name == "trained":  # the shipped default's file is named after its weights: new weights run anew
-        tag += f"-{Path(args.trained_model).parent.name}" if args.trained_model else f"-shipped-{default_model_tag()}"
+    tag = trained_tag(args.trained_model) if name == "trained" else name
     out = RESULTS / args.task / f"{tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     t = time.time()

@@ -26,7 +26,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "benchmarks"))
-DTYPES = ("float32", "bfloat16")
 
 
 def reading_speed(models: dict, ids: list[int], repeats: int) -> dict[str, list[float]]:
@@ -83,8 +82,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS / "reading_dtype"))
     args = ap.parse_args()
     from chunk_loss import book_windows, per_chunk_loss
-    from comet_cli.modelref import load_model
-    from comet_models.convert import default_model_tag
+    from comet_cli.modelref import DTYPES, load_model
+    from passkey_grid import trained_tag
 
     models, tok = {}, None
     for d in DTYPES:
@@ -98,8 +97,7 @@ def main() -> None:
     loss = {d: [round(x, 4) for x in per_chunk_loss(m, wins, 4)] for d, m in models.items()}
     print(f"loss: {loss}", file=sys.stderr, flush=True)
     del models
-    tag = (f"trained-{Path(args.model).name}" if args.model else f"trained-shipped-{default_model_tag()}")
-    pk = run_passkey(args, tag)
+    pk = run_passkey(args, trained_tag(args.model))
     res = {"model": str(folder), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
            "threads": torch.get_num_threads(), "tokens_per_read": args.tokens, "repeats": args.repeats,
            "tokens_per_s": {d: [round(x, 1) for x in r] for d, r in rates.items()},

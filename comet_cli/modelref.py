@@ -45,6 +45,13 @@ def pick_device(device: str = "cpu"):
 DTYPES = ("float32", "bfloat16")
 
 
+def dtype_option(help: str):
+    """The `--dtype` option of the commands that load a model (one definition, one choice list)."""
+    import click
+
+    return click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True, help=help)
+
+
 def pick_dtype(name: str = "float32"):
     """--dtype: float32 (exact, the default) or bfloat16 (half the weight memory; on CPUs with
     AVX512-BF16 or AMX, and on GPUs, several times faster); a one-line error otherwise."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from comet_cli import console
-from comet_cli.modelref import DTYPES
+from comet_cli.modelref import dtype_option
 
 
 BABI_FILES = ("qa1_single-supporting-fact_test.txt", "qa2_two-supporting-facts_test.txt")
@@ -42,8 +42,7 @@ def _default_data() -> Path:
               help="passkey/babilong: depths from 0 to 1.")
 @click.option("--samples", type=click.IntRange(1), default=1, show_default=True,
               help="passkey/babilong: samples per cell.")
-@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
-              help="Precision of the model and the memory (bfloat16: faster where the hardware has it).")
+@dtype_option("Precision of the model and the memory (bfloat16: faster where the hardware has it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the aggregate as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display on stderr.")
 def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, out, lengths, depths, samples,

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from comet_cli import console
-from comet_cli.modelref import DTYPES
+from comet_cli.modelref import dtype_option
 
 SUMMARIZE_INSTRUCTION = "Summarize the document above in a few sentences."
 
@@ -40,9 +40,8 @@ def _common(f):
         click.option("--dry-run", is_flag=True, help="Only print the plan (tokens, chunks, time, memory)."),
         click.option("--device", default="auto", show_default=True,
                      help="Where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N."),
-        click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
-                     help="Precision of the model and the memory: bfloat16 reads faster on CPUs with "
-                          "AVX512-BF16/AMX and on GPUs (README: Reading huge inputs)."),
+        dtype_option("Precision of the model and the memory: bfloat16 reads faster on CPUs with "
+                     "AVX512-BF16/AMX and on GPUs (README: Reading huge inputs)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -85,8 +84,7 @@ def ask(path, question, **kw):
               help="Longest answer, in tokens (sizes the final chunk's cache).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--device", default="auto", show_default=True, help="Where the read would run (as for summarize).")
-@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
-              help="Precision the read would use (as for summarize).")
+@dtype_option("Precision the read would use (as for summarize).")
 def plan(path, model_dir, include, exclude, password, max_new_tokens, as_json, device, dtype):
     """Predict tokens, chunks, reading time and peak memory for PATH, before reading it.
 
