@@ -9,7 +9,8 @@ is what the memory contributes: 0 for a model that carries nothing.
 
 Placements, for chunks of 256 and a FIFO of two chunks: `near` puts the needle in the chunk right
 before the answer's chunk (temporary memory reaches it), `far` in the first chunk of a 4-chunk
-sample (only the global memory does), `farther` in the first of 8 chunks, `farthest` of 16 (4k tokens).
+sample (only the global memory does), `farther` in the first of 8 chunks, `farthest` of 16 (4k tokens),
+`16k` of 64 and `64k` of 256 (the grid's lengths; always 82 tokens into the first chunk).
 `pair-mid` and `pair-end` are 2-chunk samples of 320 tokens (the sink A/B's training length) with
 the key in the middle or at the end of the first chunk. With `--no-fifo` every cell is measured a
 second time without temporary memory (the FIFO is never kept, as in training's fifo_dropout): what
@@ -38,7 +39,7 @@ BOOK = ROOT.parent / "shared" / "data" / "books" / "ulysses_pg4300.txt"
 RESULTS = ROOT / "benchmarks" / "results"
 # name -> (total tokens, relative depth of the needle)
 PLACEMENTS = {"near": (1024, 0.6), "far": (1024, 0.08), "farther": (2048, 0.04), "farthest": (4096, 0.02),
-              "pair-mid": (320, 0.3), "pair-end": (320, 0.75)}
+              "16k": (16384, 0.005), "64k": (65536, 0.00125), "pair-mid": (320, 0.3), "pair-end": (320, 0.75)}
 
 
 def pairs(kind: str, tok, filler, length: int, depth: float, n: int, seed: int):
@@ -73,22 +74,24 @@ def _decoy(tok, family, k: int, answer: str) -> str:
 
 
 @torch.no_grad()
-def answer_loss(model, sample, chunk: int, keep_temp: bool = True) -> float:
+def answer_loss(model, sample, chunk: int, keep_temp: bool = True, gate_power: float = 1.0) -> float:
     from comet_models.chunked import sequence_loss
     from comet_models.layout import split_chunks
 
     ids = torch.tensor([sample.input_ids])
     labels = torch.tensor([sample.labels])
-    total, count = sequence_loss(model, ids, labels, split_chunks(ids.shape[1], chunk), keep_temp=keep_temp)
+    total, count = sequence_loss(model, ids, labels, split_chunks(ids.shape[1], chunk), keep_temp=keep_temp,
+                                 gate_power=gate_power)
     return float(total) / max(count, 1)
 
 
 def measure(model_dir: str, n: int, seed: int, kinds=("recall", "passkey"), placements=("near", "far", "farther"),
-            no_fifo: bool = False) -> dict:
+            no_fifo: bool = False, dtype: str = "float32", gate_power: float = 1.0) -> dict:
     from comet_cli.finetune.synthetic import FillerText
+    from comet_cli.modelref import pick_dtype
     from comet_models.convert import load_comet
 
-    model, tok = load_comet(model_dir)
+    model, tok = load_comet(model_dir, dtype=pick_dtype(dtype))
     chunk = model.comet_config.chunk_size
     filler = FillerText([BOOK])
     rows = {}
@@ -99,8 +102,8 @@ def measure(model_dir: str, n: int, seed: int, kinds=("recall", "passkey"), plac
                 t = time.time()
                 real, decoy = [], []
                 for a, b in pairs(kind, tok, filler, length, depth, n, seed):
-                    real.append(answer_loss(model, a, chunk, keep))
-                    decoy.append(answer_loss(model, b, chunk, keep))
+                    real.append(answer_loss(model, a, chunk, keep, gate_power))
+                    decoy.append(answer_loss(model, b, chunk, keep, gate_power))
                 r, d = sum(real) / n, sum(decoy) / n
                 key = f"{kind}/{name}" + ("" if keep else " no FIFO")
                 rows[key] = {"real_loss": round(r, 3), "decoy_loss": round(d, 3), "gain": round(d - r, 3),
@@ -111,6 +114,8 @@ def measure(model_dir: str, n: int, seed: int, kinds=("recall", "passkey"), plac
 
 
 def main() -> None:
+    from comet_cli.modelref import DTYPES
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", required=True, help="CoMeT model folders (a run's model/)")
     ap.add_argument("--samples", type=int, default=12)
@@ -118,10 +123,16 @@ def main() -> None:
     ap.add_argument("--kinds", nargs="+", choices=["recall", "passkey"], default=["recall", "passkey"])
     ap.add_argument("--placements", nargs="+", choices=list(PLACEMENTS), default=["near", "far", "farther"])
     ap.add_argument("--no-fifo", action="store_true", help="also measure every cell without temporary memory")
+    ap.add_argument("--dtype", choices=DTYPES, default="float32",
+                    help="bfloat16 reads 2.6x faster on this CPU (benchmarks/results/reading_dtype.md); for 16k/64k")
+    ap.add_argument("--gate-power", type=float, default=1.0,
+                    help="read with every global gate raised to this power (below 1: slots keep longer)")
     ap.add_argument("--out", default=str(RESULTS / "memory_use"))
     args = ap.parse_args()
-    res = {"samples": args.samples, "seed": args.seed, "threads": torch.get_num_threads(),
-           "models": {m: measure(m, args.samples, args.seed, args.kinds, args.placements, args.no_fifo)
+    res = {"samples": args.samples, "seed": args.seed, "threads": torch.get_num_threads(), "dtype": args.dtype,
+           "gate_power": args.gate_power,
+           "models": {m: measure(m, args.samples, args.seed, args.kinds, args.placements, args.no_fifo, args.dtype,
+                                 args.gate_power)
                       for m in args.models}}
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
@@ -129,8 +140,8 @@ def main() -> None:
     lines = ["# What the memory carries: answer loss with the real context vs a decoy", "",
              f"Nats per answer token, {args.samples} samples per cell (Ulysses filler, held out of training); "
              "gain = decoy - real (0: the memory carries nothing). `near`: needle one chunk before the answer's "
-             "chunk (temporary memory); `far`: first of 4 chunks, `farther`: first of 8, `farthest`: first of 16 "
-             "(global memory only); "
+             "chunk (temporary memory); `far`: first of 4 chunks, `farther`: first of 8, `farthest`: first of 16, "
+             "`16k`: first of 64, `64k`: first of 256 (global memory only); "
              "`pair-mid`/`pair-end`: middle/end of the first of 2 chunks (320 tokens); `no FIFO`: read without "
              "temporary memory. Command: `python benchmarks/memory_use.py "
              f"{shlex.join(sys.argv[1:])}`.", "",

@@ -34,11 +34,13 @@ class Engine:
 
     keep_temp=False runs without temporary memory: chunks still carry their temp beacons (the
     layout of the text is unchanged) but the FIFO is never kept, so nothing but the global memory
-    links one chunk to the next (training's `fifo_dropout`)."""
+    links one chunk to the next (training's `fifo_dropout`). gate_power m keeps g**m of each global
+    slot per chunk instead of g (training's `gate_dilation`; 1 everywhere else)."""
 
-    def __init__(self, model, keep_temp: bool = True):
+    def __init__(self, model, keep_temp: bool = True, gate_power: float = 1.0):
         self.model = model
         self.keep_temp = keep_temp
+        self.gate_power = gate_power
         self.cfg: CometConfig = model.comet_config
         _, fam = family_of(model)
         self.layers = memory_layers(model)
@@ -85,7 +87,8 @@ class Engine:
     # -- cells --------------------------------------------------------------------------
     def cell(self, l: int, h: torch.Tensor, mem: LayerMemory, ctx: ChunkContext):
         """Layer l on one chunk: (hidden (B, n, H), memory of layer l) -> (hidden, new memory)."""
-        return self.layers[l].forward_chunk(h, mem, ctx.layout, self.keep_temp, **self.layer_kwargs(l, h, ctx))
+        return self.layers[l].forward_chunk(h, mem, ctx.layout, self.keep_temp, self.gate_power,
+                                            **self.layer_kwargs(l, h, ctx))
 
     def run_chunk(self, text_ids: torch.Tensor, mems: list[LayerMemory], closed: bool = True,
                   cache=None) -> tuple[torch.Tensor, ChunkContext, list[LayerMemory]]:
@@ -150,12 +153,12 @@ class Engine:
 
 
 def sequence_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, chunk_sizes: list[int],
-                  order: str = "layer", keep_temp: bool = True):
+                  order: str = "layer", keep_temp: bool = True, gate_power: float = 1.0):
     """Training forward over one (B, N) sample cut into chunk_sizes; labels already shifted.
 
     Returns (summed loss, supervised token count). `order` is "layer" or "chunk"; both agree.
-    keep_temp=False: without temporary memory (see Engine)."""
-    eng = Engine(model, keep_temp)
+    keep_temp=False: without temporary memory; gate_power: gates raised to this power (see Engine)."""
+    eng = Engine(model, keep_temp, gate_power)
     bounds = torch.tensor([0] + chunk_sizes).cumsum(0).tolist()
     t_chunks = [input_ids[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     l_chunks = [labels[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]

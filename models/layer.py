@@ -37,11 +37,13 @@ class MemoryLayer(nn.Module):
         return self.base_layer(hidden_states, *args, **kwargs)
 
     def forward_chunk(self, hidden_states: torch.Tensor, mem: LayerMemory, layout: ChunkLayout,
-                      keep_temp: bool = True, **layer_kwargs) -> tuple[torch.Tensor, LayerMemory]:
+                      keep_temp: bool = True, gate_power: float = 1.0,
+                      **layer_kwargs) -> tuple[torch.Tensor, LayerMemory]:
         """Run one chunk through this layer with memory `mem`; return outputs and new memory.
 
         hidden_states: (B, n, H) for the chunk; positions [layout.n_sink, layout.slot_end) are slots.
         keep_temp=False writes no FIFO entries (the beacons stay in the chunk, their outputs unused).
+        gate_power: see MemoryModules.update_global (1 outside training's gate_dilation).
         """
         slots = memory_slots(self.comet_memory, mem)
         if slots is not None:
@@ -49,10 +51,10 @@ class MemoryLayer(nn.Module):
             hidden_states = torch.cat([hidden_states[:, :layout.n_sink], slots.to(hidden_states.dtype),
                                        hidden_states[:, layout.slot_end:]], dim=1)
         y = first_output(self.base_layer(hidden_states, **layer_kwargs))
-        return y, self.update_memory(y, mem, layout, keep_temp)
+        return y, self.update_memory(y, mem, layout, keep_temp, gate_power)
 
     def update_memory(self, y: torch.Tensor, mem: LayerMemory, layout: ChunkLayout,
-                      keep_temp: bool = True) -> LayerMemory:
+                      keep_temp: bool = True, gate_power: float = 1.0) -> LayerMemory:
         """Write the chunk's beacon outputs into the global state and the FIFO."""
         if not layout.closed:
             return mem
@@ -60,7 +62,7 @@ class MemoryLayer(nn.Module):
         state = mem.global_state
         if layout.global_beacon_pos.numel():
             readout = y[:, layout.global_beacon_pos.to(y.device)]  # (B, G, H)
-            state = self.comet_memory.update_global(state, readout)
+            state = self.comet_memory.update_global(state, readout, gate_power)
         temp = mem.temp_memory
         if keep_temp and cfg.uses_temp_memory and layout.temp_beacon_pos.numel():
             entries = self.comet_memory.write_temp(y[:, layout.temp_beacon_pos.to(y.device)])  # (B, n_b, H)

@@ -6,6 +6,7 @@ the temp beacons:
     R~  = RMSNorm_g(R)                                     (B, G, H)
     S_k = R~                                   if k == 0   (first write: no gate)
     S_k = g * S_{k-1} + (1 - g) * R~,  g = sigmoid(W_g [R~; S_{k-1}])   one scalar per slot
+          (training may raise g to a power m >= 1: `train.gate_dilation`, see update_global)
     Gmem_k = S_k + U_g D_g S_k                             rank-r residual projection (RLA)
     E   = RMSNorm_t(C);  E = E + U_t D_t E                 new FIFO entries (B, n_b, H)
     FIFO_k = newest B_T of concat(FIFO_{k-1}, E)
@@ -51,13 +52,19 @@ class MemoryModules(nn.Module):
         """Global memory injected into the slots: RLA(S).  (B, G, H) -> (B, G, H)"""
         return self.global_rla(state)
 
-    def update_global(self, state: torch.Tensor | None, readout: torch.Tensor) -> torch.Tensor:
-        """Gated update of the global state from the global-beacon outputs (B, G, H)."""
+    def update_global(self, state: torch.Tensor | None, readout: torch.Tensor,
+                      gate_power: float = 1.0) -> torch.Tensor:
+        """Gated update of the global state from the global-beacon outputs (B, G, H).
+
+        gate_power m != 1 (training's `gate_dilation` only) keeps g**m of the state, as if the chunk
+        were m chunks: a slot then has to keep for m times as many writes as the sample has."""
         r = self.global_norm(readout)
         if state is None:
             return r
         # (B, G, 2H) -> (B, G, 1): one gate value per slot
         g = torch.sigmoid(self.gate(torch.cat([r, state.to(r.dtype)], dim=-1)))
+        if gate_power != 1.0:
+            g = g ** gate_power
         return g * state + (1 - g) * r
 
     def write_temp(self, beacon_out: torch.Tensor) -> torch.Tensor:

@@ -52,9 +52,11 @@ def _rms(x, weight, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
 
 
-def reference_forward(model, input_ids: torch.Tensor, chunk_sizes: list[int], keep_temp: bool = True):
+def reference_forward(model, input_ids: torch.Tensor, chunk_sizes: list[int], keep_temp: bool = True,
+                      gate_power: float = 1.0):
     """Chunk-by-chunk forward of a CoMeT model. Returns per-chunk (final hidden (B, n, H), roles).
-    keep_temp=False: temp beacons are placed but no FIFO entry is ever kept."""
+    keep_temp=False: temp beacons are placed but no FIFO entry is ever kept; gate_power m: each
+    slot keeps g**m of its state (training's gate_dilation)."""
     cfg = model.comet_config
     _, fam = family_of(model)
     layers = memory_layers(model)
@@ -98,7 +100,7 @@ def reference_forward(model, input_ids: torch.Tensor, chunk_sizes: list[int], ke
                     new_state.append(rn)
                 else:
                     old = states[l][:, j]
-                    g = torch.sigmoid(torch.cat([rn, old], -1) @ mm.gate.weight[0])[:, None]
+                    g = torch.sigmoid(torch.cat([rn, old], -1) @ mm.gate.weight[0])[:, None] ** gate_power
                     new_state.append(g * old + (1 - g) * rn)
             if new_state:
                 states[l] = torch.stack(new_state, dim=1)
@@ -112,12 +114,12 @@ def reference_forward(model, input_ids: torch.Tensor, chunk_sizes: list[int], ke
 
 
 def reference_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, chunk_sizes: list[int],
-                   keep_temp: bool = True):
+                   keep_temp: bool = True, gate_power: float = 1.0):
     """Summed next-token loss at text positions and its count, from reference_forward."""
     _, fam = family_of(model)
     norm, head = get_part(model, fam.norm), get_part(model, fam.lm_head)
     total, count, start = 0.0, 0, 0
-    for (h, roles), size in zip(reference_forward(model, input_ids, chunk_sizes, keep_temp), chunk_sizes):
+    for (h, roles), size in zip(reference_forward(model, input_ids, chunk_sizes, keep_temp, gate_power), chunk_sizes):
         text_h = torch.stack([h[:, p] for p, r in enumerate(roles) if r == "x"], dim=1)
         lab = labels[:, start:start + size]
         start += size

@@ -127,6 +127,7 @@ def test_load_applies_overrides_then_validates(tmp_path):
     assert "data.sources.0.passage_tokens: must be [low, high]" in error_of(
         load_recipe, p, ["data.sources.0.passage_tokens=[50, 10]"])
     assert "memory.chunk_size: must be >= 1" in error_of(load_recipe, p, ["memory.chunk_size=0"])
+    assert "train.gate_dilation: must be >= 1" in error_of(load_recipe, p, ["train.gate_dilation=0.5"])
 
 
 def test_memory_section_overrides_comet_config():
@@ -147,5 +148,6 @@ def test_fingerprint_ignores_resume_knobs_only():
                  "parallel.nproc=2", "train.log_every=1", "train.device=cpu"):
         assert recipe_fingerprint(apply_override(Recipe(), same)) == base, same
     for differs in ("optim.lr=1e-3", "data.seed=1", "train.seed=1", "memory.chunk_size=64",
-                    "trainable.mode=full", "data.max_tokens=100", "model.source=x", "train.fifo_dropout=0.5"):
+                    "trainable.mode=full", "data.max_tokens=100", "model.source=x", "train.fifo_dropout=0.5",
+                    "train.gate_dilation=64"):
         assert recipe_fingerprint(apply_override(Recipe(), differs)) != base, differs

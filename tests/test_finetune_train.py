@@ -198,6 +198,25 @@ def test_fifo_dropout_trains_through_global_memory_only(recipe_file, tmp_path):
     assert 70 < sum(draws) < 130
 
 
+def test_gate_dilation_draws_log_uniform_powers_and_trains(recipe_file):
+    """train.gate_dilation=D: each sample's gate power is log-uniform in [1, D], the same on a rerun
+    (per seed, step, sample); off (1) it is exactly 1; a dilated run trains the gates and says so."""
+    path = recipe_file(out="run")
+    recipe = load_recipe(path, ["train.steps=3", "checkpoint.every=0", "train.gate_dilation=64"])
+    run = T.setup(recipe, path.parent, quiet=True)
+    powers = [T.gate_power(run, step, 0) for step in range(1, 401)]
+    assert powers == [T.gate_power(run, step, 0) for step in range(1, 401)]
+    assert all(1.0 <= m <= 64.0 for m in powers)
+    assert 120 < sum(m < 8.0 for m in powers) < 280  # log-uniform: half below sqrt(64)
+    before = {k: v.clone() for k, v in run.model.state_dict().items() if "comet_memory.gate" in k}
+    T.train(run)
+    after = run.model.state_dict()
+    assert all(not torch.equal(after[k], v) for k, v in before.items())
+    assert "gate dilation up to 64" in T.training_note(recipe, 3)
+    run.recipe = load_recipe(path, [])
+    assert {T.gate_power(run, step, 0) for step in range(1, 50)} == {1.0}
+
+
 def test_dry_run_prints_recipe_and_plan(recipe_file, capsys):
     path = recipe_file()
     code, out, err = run_cli(["finetune", path, "optim.lr=3e-4", "--dry-run"], capsys)

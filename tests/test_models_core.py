@@ -6,7 +6,7 @@ import torch
 
 from comet_models.chunked import Engine, sequence_loss
 from comet_models.config import CometConfig
-from comet_models.inject import FAMILIES, add_memory_tokens, inject_memory, remove_memory
+from comet_models.inject import FAMILIES, add_memory_tokens, inject_memory, memory_layers, remove_memory
 from comet_models.layout import chunk_input_ids, chunk_layout, split_chunks
 from comet_models.memory import MemoryModules, fifo_push
 from comet_models.reference import reference_loss
@@ -126,6 +126,35 @@ def test_without_temp_memory_fast_path_matches_reference(family):
     # one chunk has no memory to drop
     one, _ = sequence_loss(model, ids[:, :16], labels[:, :16], [16], keep_temp=False)
     torch.testing.assert_close(one, sequence_loss(model, ids[:, :16], labels[:, :16], [16])[0])
+
+
+def test_gate_power_fast_path_matches_reference():
+    """gate_power m (training's gate_dilation): each global slot keeps g**m of its state, in the fast
+    path (both orders) and the reference loop alike, gradients included; m = 1 is the plain update."""
+    model = comet_model("llama", sink_tokens=1)
+    sizes = [16, 16, 16, 9]
+    ids, labels = sample(sum(sizes))
+    named = list(model.named_parameters())
+    params = [p for _, p in named]
+    fast, _ = sequence_loss(model, ids, labels, sizes, gate_power=8.0)
+    g_fast = torch.autograd.grad(fast, params, allow_unused=True)
+    ref, _ = reference_loss(model, ids, labels, sizes, gate_power=8.0)
+    g_ref = torch.autograd.grad(ref, params, allow_unused=True)
+    chunk, _ = sequence_loss(model, ids, labels, sizes, order="chunk", gate_power=8.0)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(chunk, ref, rtol=1e-5, atol=1e-5)
+    for (name, _), a, b in zip(named, g_fast, g_ref):
+        if a is not None or b is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    plain, _ = sequence_loss(model, ids, labels, sizes)
+    torch.testing.assert_close(sequence_loss(model, ids, labels, sizes, gate_power=1.0)[0], plain)
+    assert not torch.allclose(fast, plain)
+    # the math of one update: g**m of the old state, 1 - g**m of the new readout
+    mm = memory_layers(model)[0].comet_memory
+    old, new = torch.randn(1, 2, mm.gate.in_features // 2), torch.randn(1, 2, mm.gate.in_features // 2)
+    r = mm.global_norm(new)
+    g = torch.sigmoid(mm.gate(torch.cat([r, old], -1)))
+    torch.testing.assert_close(mm.update_global(old, new, 3.0), g ** 3 * old + (1 - g ** 3) * r)
 
 
 def test_sink_layout_positions():

@@ -125,8 +125,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-# (result key, schedule, keep_temp): both schedules, and a sample trained without temporary memory
-RUNS = (("wavefront", "wavefront", True), ("naive", "naive", True), ("no_fifo", "wavefront", False))
+# (result key, schedule, keep_temp, gate_power): both schedules, a sample trained without temporary
+# memory, and one with its global gates raised to a power (train.gate_dilation)
+RUNS = (("wavefront", "wavefront", True, 1.0), ("naive", "naive", True, 1.0), ("no_fifo", "wavefront", False, 1.0),
+        ("dilated", "wavefront", True, 8.0))
 
 
 def _worker(rank, world, port, chunk_sizes, out_dir, fail_rank):
@@ -155,9 +157,10 @@ def _worker(rank, world, port, chunk_sizes, out_dir, fail_rank):
             allreduce_grads(model)
             result["ok"] = True
         else:
-            for key, schedule, keep in RUNS:
+            for key, schedule, keep, power in RUNS:
                 model.zero_grad(set_to_none=True)
-                loss, count = pipeline_loss(model, ids, labels, chunk_sizes, schedule=schedule, keep_temp=keep)
+                loss, count = pipeline_loss(model, ids, labels, chunk_sizes, schedule=schedule, keep_temp=keep,
+                                            gate_power=power)
                 loss.backward()
                 allreduce_grads(model)
                 result[key] = (reduce_loss(loss, count), _grads(model))
@@ -185,20 +188,22 @@ def test_pipeline_matches_single_process(world, chunk_sizes, tmp_path):
     model, _ = _tiny_model()
     ids, labels = _sample(chunk_sizes)
     want = {}
-    for keep in (True, False):
+    for keep, power in {(keep, power) for _, _, keep, power in RUNS}:
         model.zero_grad(set_to_none=True)
-        ref_loss, ref_count = sequence_loss(model, ids, labels, chunk_sizes, order="layer", keep_temp=keep)
+        ref_loss, ref_count = sequence_loss(model, ids, labels, chunk_sizes, order="layer", keep_temp=keep,
+                                            gate_power=power)
         ref_loss.backward()
-        want[keep] = (float(ref_loss.detach()), ref_count, _grads(model))
-        assert sum(g is not None for g in want[keep][2].values()) > 20
-    assert want[True][0] != pytest.approx(want[False][0], rel=1e-4)  # the FIFO matters here
+        want[keep, power] = (float(ref_loss.detach()), ref_count, _grads(model))
+        assert sum(g is not None for g in want[keep, power][2].values()) > 20
+    assert want[True, 1.0][0] != pytest.approx(want[False, 1.0][0], rel=1e-4)  # the FIFO matters here
+    assert abs(want[True, 1.0][0] - want[True, 8.0][0]) > 1e-2  # so do the gates (0.04 of 632 here)
 
     results = _spawn(world, chunk_sizes, tmp_path)
     for r, res in enumerate(results):
         assert "error" not in res, res.get("error")
-        for schedule, _, keep in RUNS:
+        for schedule, _, keep, power in RUNS:
             (loss, count), grads = res[schedule]
-            ref_loss, ref_count, ref = want[keep]
+            ref_loss, ref_count, ref = want[keep, power]
             assert count == ref_count
             assert loss == pytest.approx(ref_loss, rel=1e-5)
             for name, g_ref in ref.items():

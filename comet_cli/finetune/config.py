@@ -127,6 +127,10 @@ class TrainSection:
     # Probability that a sample is trained without temporary memory (its FIFO is never kept), so
     # that what the question needs from earlier chunks must come through the global memory.
     fifo_dropout: float = 0.0
+    # Largest gate power m (1: off). Each sample draws m log-uniformly from [1, gate_dilation] and its
+    # global slots keep g**m per chunk instead of g, as if each chunk were m chunks: an 8-chunk sample
+    # then asks a slot to keep through up to 7*m writes, far beyond what the sample's length asks.
+    gate_dilation: float = 1.0
 
 
 @dataclass
@@ -278,6 +282,8 @@ def validate_recipe(recipe: Recipe, where: str = "recipe") -> None:
             raise bad(key, f"must be >= 0, got {value}")
     if not 0.0 <= recipe.train.fifo_dropout <= 1.0:
         raise bad("train.fifo_dropout", f"must be a probability in [0, 1], got {recipe.train.fifo_dropout}")
+    if recipe.train.gate_dilation < 1.0:
+        raise bad("train.gate_dilation", f"must be >= 1 (1: off), got {recipe.train.gate_dilation}")
     for name, value in dataclasses.asdict(recipe.memory).items():
         if value is not None and value < (1 if name in ("chunk_size", "rla_rank") else 0):
             raise bad(f"memory.{name}", f"must be >= {1 if name in ('chunk_size', 'rla_rank') else 0}, got {value}")
@@ -300,7 +306,7 @@ def recipe_to_yaml(recipe: Recipe) -> str:
 VOLATILE_KEYS = ("train.steps", "train.log_every", "train.output_dir", "train.device", "train.max_minutes",
                  "checkpoint", "eval", "parallel")
 # Keys added after checkpoints existed: left out of the fingerprint at their default, so those resume.
-LATER_DEFAULTS = {"train.fifo_dropout": 0.0}
+LATER_DEFAULTS = {"train.fifo_dropout": 0.0, "train.gate_dilation": 1.0}
 
 
 def recipe_fingerprint(recipe: Recipe) -> str:

@@ -218,7 +218,8 @@ def _check_same_sample(input_ids, labels, chunk_sizes, group, device) -> None:
 
 def pipeline_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, chunk_sizes: list[int],
                   group=None, schedule: str = "wavefront", trace: list | None = None,
-                  abort_on_failure: bool = True, keep_temp: bool = True) -> tuple[torch.Tensor, int]:
+                  abort_on_failure: bool = True, keep_temp: bool = True,
+                  gate_power: float = 1.0) -> tuple[torch.Tensor, int]:
     """This rank's share of `sequence_loss`: (summed loss over its chunks, its supervised count).
 
     Every rank passes the same full (B, N) sample; labels already shifted, -100 = unsupervised.
@@ -226,7 +227,8 @@ def pipeline_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, chunk_si
     gradients equal those of single-process `sequence_loss(...)[0].backward()`. For a mean loss
     divide by the global count, which every rank knows without communication:
     `int((labels != -100).sum())`. `trace`, if a list, receives timing events (benchmarks).
-    keep_temp=False runs without temporary memory (models.chunked.Engine), on every rank alike.
+    keep_temp=False runs without temporary memory and gate_power raises the global gates to a power
+    (models.chunked.Engine), on every rank alike.
     Without an initialised process group it runs as one rank (the whole sample, no messages)."""
     if schedule not in SCHEDULES:
         raise RecipeError(f"pipeline schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
@@ -234,11 +236,13 @@ def pipeline_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, chunk_si
         raise RecipeError(f"chunk sizes sum to {sum(chunk_sizes)} but the sample has {input_ids.shape[1]} "
                           f"tokens (labels {tuple(labels.shape)}, input_ids {tuple(input_ids.shape)})")
     with abort_on_error(group, abort_on_failure):
-        return _pipeline_forward(model, input_ids, labels, chunk_sizes, group, schedule, trace, keep_temp)
+        return _pipeline_forward(model, input_ids, labels, chunk_sizes, group, schedule, trace, keep_temp,
+                                 gate_power)
 
 
-def _pipeline_forward(model, input_ids, labels, chunk_sizes, group, schedule, trace, keep_temp=True):
-    eng = Engine(model, keep_temp)
+def _pipeline_forward(model, input_ids, labels, chunk_sizes, group, schedule, trace, keep_temp=True,
+                      gate_power=1.0):
+    eng = Engine(model, keep_temp, gate_power)
     cfg, device = eng.cfg, eng.device
     rank, world = _rank_world(group)
     block = plan_blocks(len(chunk_sizes), world)[rank]

@@ -261,14 +261,14 @@ def train_step(run: Run, step: int) -> dict:
     total = sum(s.n_supervised for s in samples)
     loss_sum, tokens, dropped = 0.0, sum(len(s.input_ids) for s in samples), 0
     for j, s in enumerate(samples):
-        keep = keep_temp(run, step, j)
+        keep, power = keep_temp(run, step, j), gate_power(run, step, j)
         dropped += not keep
         sizes = chunk_plan(run, s, step, j)
         ids = torch.tensor([s.input_ids], device=run.device)
         labels = torch.tensor([s.labels], device=run.device)
         with torch.autocast(run.device.type, dtype=run.autocast_dtype or torch.float32,
                             enabled=run.autocast_dtype is not None):
-            loss, _ = _sample_loss(run, ids, labels, sizes, keep)
+            loss, _ = _sample_loss(run, ids, labels, sizes, keep, power)
         if total:
             (loss / total).backward()
         loss_sum += float(loss.detach())
@@ -303,15 +303,24 @@ def keep_temp(run: Run, step: int, index: int) -> bool:
     return p <= 0 or random.Random(f"fifo:{run.recipe.train.seed}:{step}:{index}").random() >= p
 
 
-def _sample_loss(run: Run, ids, labels, sizes, keep: bool = True):
+def gate_power(run: Run, step: int, index: int) -> float:
+    """The gate power m of sample `index` of step `step` (train.gate_dilation D): log-uniform in
+    [1, D], drawn from (seed, step, index) so that every rank and a resumed run agree; 1 when off."""
+    d = run.recipe.train.gate_dilation
+    if d <= 1.0:
+        return 1.0
+    return d ** random.Random(f"gate:{run.recipe.train.seed}:{step}:{index}").random()
+
+
+def _sample_loss(run: Run, ids, labels, sizes, keep: bool = True, power: float = 1.0):
     if run.dist.world > 1:
         from comet_cli.finetune.parallel import pipeline_loss
 
         return pipeline_loss(run.model, ids, labels, sizes, run.dist.group, run.recipe.parallel.schedule,
-                             keep_temp=keep)
+                             keep_temp=keep, gate_power=power)
     from comet_models.chunked import sequence_loss
 
-    return sequence_loss(run.model, ids, labels, sizes, keep_temp=keep)
+    return sequence_loss(run.model, ids, labels, sizes, keep_temp=keep, gate_power=power)
 
 
 # ---- the loop -----------------------------------------------------------------------------------
@@ -375,6 +384,8 @@ def training_note(recipe: Recipe, steps: int) -> str:
     t = recipe.trainable
     mode = f"lora r{t.lora_rank} on {','.join(t.lora_targets)}" if t.mode == "lora" else f"{t.mode} weights"
     fd = f", fifo dropout {recipe.train.fifo_dropout:g}" if recipe.train.fifo_dropout else ""
+    if recipe.train.gate_dilation > 1:
+        fd += f", gate dilation up to {recipe.train.gate_dilation:g}"
     return f"{kinds} data, {steps} steps, {mode}, lr {recipe.optim.lr:g}{fd}, seed {recipe.train.seed}"
 
 
