@@ -15,6 +15,10 @@ SVD of the product, computed from the factors) and reports the relative error it
 
     python -m comet_models.ship runs/default-s1 runs/default-s2 runs/default-s3 -o OUT.safetensors
     python -m comet_models.ship runs/s1 ... runs/s7 -o OUT.safetensors --rank 48 --dtype bfloat16
+
+A stage may also be an earlier packed file: a run trained from a model converted with that file
+(`comet convert --memory-weights PACK`, or the shipped default) is packed as `PACK runs/next`,
+so a lineage goes on after its run folders are gone.
 """
 from __future__ import annotations
 
@@ -45,9 +49,11 @@ def _recipe_scale(run: Path) -> float:
 
 
 def stage_deltas(run: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """{HF weight name: (A, scale * B)} of one run's lora.safetensors."""
+    """{HF weight name: (A, scale * B)} of one run's lora.safetensors, or the deltas of a packed file."""
     from safetensors.torch import load_file
 
+    if run.is_file():
+        return {name: (a.float(), b.float()) for name, (a, b) in split_deltas(load_file(str(run))).items()}
     sd, scale, pairs = load_file(str(run / "lora.safetensors")), _recipe_scale(run), {}
     for key, tensor in sd.items():
         m = _LORA_KEY.match(key)
@@ -80,13 +86,13 @@ def pack(runs: list[Path], out: Path, rank: int | None = None, dtype: torch.dtyp
 
     stacked: dict[str, tuple[list, list]] = {}
     for run in runs:
-        if (run / "lora.safetensors").is_file():
+        if run.is_file() or (run / "lora.safetensors").is_file():
             for name, (a, b) in stage_deltas(run).items():
                 stacked.setdefault(name, ([], []))[0].append(a)
                 stacked[name][1].append(b)
-    with safe_open(str(runs[-1] / "memory.safetensors"), framework="pt") as f:
+    with safe_open(str(_weights_file(runs[-1])), framework="pt") as f:
         metadata = dict(f.metadata() or {})
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys() if not k.startswith(DELTA_PREFIX)}
     errors = []
     for name, (a_list, b_list) in stacked.items():
         a, b = torch.cat(a_list, 0).contiguous(), torch.cat(b_list, 1).contiguous()
@@ -98,7 +104,7 @@ def pack(runs: list[Path], out: Path, rank: int | None = None, dtype: torch.dtyp
     if dtype is not None:
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     metadata["training"] = STAGE_SEPARATOR.join(_training_note(r) for r in runs)
-    metadata["stages"] = json.dumps([str(r) for r in runs])
+    metadata["stages"] = json.dumps([s for r in runs for s in _stage_names(r)])
     if rank is not None:
         metadata["delta_rank"] = str(rank)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -113,11 +119,27 @@ def pack(runs: list[Path], out: Path, rank: int | None = None, dtype: torch.dtyp
     return summary
 
 
-def _training_note(run: Path) -> str:
+def _weights_file(run: Path) -> Path:
+    """A run's memory.safetensors, or a packed file itself."""
+    return run if run.is_file() else run / "memory.safetensors"
+
+
+def _metadata(run: Path) -> dict:
     from safetensors import safe_open
 
-    with safe_open(str(run / "memory.safetensors"), framework="pt") as f:
-        return (f.metadata() or {}).get("training", run.name)
+    with safe_open(str(_weights_file(run)), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def _training_note(run: Path) -> str:
+    return _metadata(run).get("training", run.name)
+
+
+def _stage_names(run: Path) -> list[str]:
+    """The stages a path stands for: a run folder is one, a packed file lists its own."""
+    if run.is_file() and "stages" in _metadata(run):
+        return json.loads(_metadata(run)["stages"])
+    return [str(run)]
 
 
 def split_deltas(sd: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

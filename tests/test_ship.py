@@ -76,6 +76,35 @@ def test_packed_stages_rebuild_the_exported_model(tmp_path, tiny_hf_folder, monk
     assert abs(float(base) - float(want)) > 1e-3  # training changed the model: the check can fail
 
 
+def test_a_packed_file_is_a_stage(tmp_path, tiny_hf_folder, monkeypatch):
+    """A run trained from a model converted with a pack is packed as `PACK run`: the result rebuilds
+    the run's exported model, and lists the pack's stages and the run's, in order."""
+    import json
+
+    from comet_models.convert import convert_model, load_comet
+    from comet_models.ship import pack
+
+    monkeypatch.setenv("COMET_HOME", str(tmp_path / "home"))
+    torch.set_num_threads(1)
+    s1 = _stage(tmp_path, "s1", tiny_hf_folder, rank=2)
+    first = tmp_path / "first.safetensors"
+    pack([s1], first)
+    start = convert_model(tiny_hf_folder, tmp_path / "from-pack", memory_weights=first)
+    s2 = _stage(tmp_path, "s2", start, rank=4)  # s1's folders may be gone now: only the pack is needed
+    both = tmp_path / "both.safetensors"
+    info = pack([first, s2], both)
+    assert info["adapted_weights"] == 2 * 2
+    with safe_open(str(both), "pt") as f:
+        assert json.loads(f.metadata()["stages"]) == [str(s1), str(s2)]
+        assert f.metadata()["training"].count(" then ") == 1
+    rebuilt, _ = load_comet(convert_model(tiny_hf_folder, tmp_path / "rebuilt", memory_weights=both))
+    exported, _ = load_comet(s2 / "model")
+    ids = torch.randint(0, 500, (1, 128), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got, want = _logits(rebuilt, ids), _logits(exported, ids)
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+
+
 def test_bad_deltas_are_one_line_errors(tmp_path, tiny_hf_folder):
     from safetensors.torch import save_file
 
