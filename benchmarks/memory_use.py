@@ -10,7 +10,9 @@ is what the memory contributes: 0 for a model that carries nothing.
 Placements, for chunks of 256 and a FIFO of two chunks: `near` puts the needle in the chunk right
 before the answer's chunk (temporary memory reaches it), `far` in the first chunk of a 4-chunk
 sample (only the global memory does), `farther` in the first of 8 chunks, `farthest` of 16 (4k tokens),
-`16k` of 64 and `64k` of 256 (the grid's lengths; always 82 tokens into the first chunk).
+`16k` of 64 and `64k` of 256 (the grid's lengths; always 82 tokens into the first chunk), `16k-mid` in
+chunk 32 of 64. A key in the first chunk favours a state that never changes after its first write, which
+`--gate-power` near 0 gives (gates -> 1): `16k-mid` is the check that a gain is not that.
 `pair-mid` and `pair-end` are 2-chunk samples of 320 tokens (the sink A/B's training length) with
 the key in the middle or at the end of the first chunk. With `--no-fifo` every cell is measured a
 second time without temporary memory (the FIFO is never kept, as in training's fifo_dropout): what
@@ -39,7 +41,8 @@ BOOK = ROOT.parent / "shared" / "data" / "books" / "ulysses_pg4300.txt"
 RESULTS = ROOT / "benchmarks" / "results"
 # name -> (total tokens, relative depth of the needle)
 PLACEMENTS = {"near": (1024, 0.6), "far": (1024, 0.08), "farther": (2048, 0.04), "farthest": (4096, 0.02),
-              "16k": (16384, 0.005), "64k": (65536, 0.00125), "pair-mid": (320, 0.3), "pair-end": (320, 0.75)}
+              "16k": (16384, 0.005), "64k": (65536, 0.00125),
+              "16k-mid": (16384, 0.5), "pair-mid": (320, 0.3), "pair-end": (320, 0.75)}
 
 
 def pairs(kind: str, tok, filler, length: int, depth: float, n: int, seed: int):
@@ -126,7 +129,8 @@ def main() -> None:
     ap.add_argument("--dtype", choices=DTYPES, default="float32",
                     help="bfloat16 reads 2.6x faster on this CPU (benchmarks/results/reading_dtype.md); for 16k/64k")
     ap.add_argument("--gate-power", type=float, default=1.0,
-                    help="read with every global gate raised to this power (below 1: slots keep longer)")
+                    help="read with every global gate raised to this power (below 1: slots keep longer, "
+                         "and near 0 the state freezes after its first write)")
     ap.add_argument("--out", default=str(RESULTS / "memory_use"))
     args = ap.parse_args()
     res = {"samples": args.samples, "seed": args.seed, "threads": torch.get_num_threads(), "dtype": args.dtype,
@@ -134,8 +138,8 @@ def main() -> None:
            "models": {m: measure(m, args.samples, args.seed, args.kinds, args.placements, args.no_fifo, args.dtype,
                                  args.gate_power)
                       for m in args.models}}
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
+    out = Path(args.out)  # a stem: OUT.json and OUT.md (a dot in it, as in "gp0.5", stays in the name)
+    out.with_name(out.name + ".json").write_text(json.dumps(res, indent=2) + "\n")
     keys = list(next(iter(res["models"].values())))
     lines = ["# What the memory carries: answer loss with the real context vs a decoy", "",
              f"Nats per answer token, {args.samples} samples per cell (Ulysses filler, held out of training); "
@@ -149,7 +153,7 @@ def main() -> None:
     for m, rows in res["models"].items():
         cells = [f"{rows[k]['gain']:+.2f} ({rows[k]['real_loss']:.2f} vs {rows[k]['decoy_loss']:.2f})" for k in keys]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    out.with_name(out.name + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
