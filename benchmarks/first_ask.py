@@ -12,7 +12,7 @@ An answer is right when it contains the 5-digit key.
     python benchmarks/first_ask.py                       # 2k-16k tokens, depths 0.25 and 0.75
     python benchmarks/first_ask.py --lengths 4096 --depths 0.1,0.5,0.9 --model runs/x/model
     # -> benchmarks/results/first_ask.{json,md}; answers kept in results/first_ask/<model>.jsonl,
-    #    so a rerun only asks what is missing
+    #    so a rerun only asks what is missing; --out STEM writes STEM.{json,md} instead
 """
 from __future__ import annotations
 
@@ -84,6 +84,8 @@ def main() -> None:
     ap.add_argument("--depths", default="0.25,0.75", help="where the key sits in each file (0 start, 1 end)")
     ap.add_argument("--model", default=None, help="CoMeT folder (default: the embedded default model)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(RESULTS / "first_ask"),
+                    help="stem of the summary files (default: the shipped default's, benchmarks/results/first_ask)")
     args = ap.parse_args()
     lengths = [int(x) for x in args.lengths.split(",")]
     depths = [float(x) for x in args.depths.split(",")]
@@ -114,7 +116,8 @@ def main() -> None:
     res = {"command": cmd.strip(), "model": args.model or "embedded default", "tag": tag,
            "machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
            "right": right, "files": len(rows), "rows": rows}
-    (RESULTS / "first_ask.json").write_text(json.dumps(res, indent=2) + "\n")
+    out = Path(args.out)
+    out.with_name(out.name + ".json").write_text(json.dumps(res, indent=2) + "\n")
     lines = ["# A new user's first `comet ask`: a pass key hidden in a long text file", "",
              f"Command: `{res['command']}` ({res['model']}, weights {tag}; {res['machine']}, {res['date']}). "
              f"Each file is *Ulysses* (held out from training) with the key sentence at the given depth, "
@@ -123,7 +126,7 @@ def main() -> None:
              "| tokens read | depth | key | answer | right | seconds |", "|---:|---:|---:|---|:---:|---:|"]
     lines += [f"| {r['tokens']:,} | {r['depth']:.2f} | {r['key']} | {_cell(r['answer'])} | {'yes' if r['right'] else 'no'} | "
               f"{r['seconds']:.0f} |" for r in rows]
-    (RESULTS / "first_ask.md").write_text("\n".join(lines) + "\n")
+    out.with_name(out.name + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
