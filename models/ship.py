@@ -137,9 +137,8 @@ def _training_note(run: Path) -> str:
 
 def _stage_names(run: Path) -> list[str]:
     """The stages a path stands for: a run folder is one, a packed file lists its own."""
-    if run.is_file() and "stages" in _metadata(run):
-        return json.loads(_metadata(run)["stages"])
-    return [str(run)]
+    listed = _metadata(run).get("stages") if run.is_file() else None
+    return json.loads(listed) if listed else [str(run)]
 
 
 def split_deltas(sd: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
