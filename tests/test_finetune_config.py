@@ -149,5 +149,5 @@ def test_fingerprint_ignores_resume_knobs_only():
         assert recipe_fingerprint(apply_override(Recipe(), same)) == base, same
     for differs in ("optim.lr=1e-3", "data.seed=1", "train.seed=1", "memory.chunk_size=64",
                     "trainable.mode=full", "data.max_tokens=100", "model.source=x", "train.fifo_dropout=0.5",
-                    "train.gate_dilation=64"):
+                    "train.gate_dilation=64", "data.whole_chunks=false"):
         assert recipe_fingerprint(apply_override(Recipe(), differs)) != base, differs

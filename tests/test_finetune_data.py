@@ -314,6 +314,21 @@ def test_build_stream_from_recipe_section(tmp_path, tok, book):
     assert any(RECALL_QUESTION in tok.decode(s.input_ids) for s in drawn)
 
 
+def test_ragged_lengths_put_the_answer_anywhere_in_the_last_chunk(tok, book):
+    """data.whole_chunks=false: any length from one chunk and 64 tokens up to the cap, so a question
+    ends final chunks of every fill (whole-chunk samples end almost full ones), as in `comet ask`."""
+    data = DataSection(max_tokens=600, min_chunks=2, max_chunks=8, whole_chunks=False)
+    assert curriculum_lengths(data, 128) == list(range(192, 601))
+    data.whole_chunks = True
+    whole = passkey_samples(tok, book, curriculum_lengths(data, 128), seed=3)
+    data.whole_chunks = False
+    ragged = passkey_samples(tok, book, curriculum_lengths(data, 128), seed=3)
+    fills = {name: [len(s[k].input_ids) % 128 for k in range(16)] for name, s in (("whole", whole), ("ragged", ragged))}
+    assert min(f or 128 for f in fills["whole"]) > 64  # the last chunk is (almost) full
+    assert sum(0 < f < 64 for f in fills["ragged"]) >= 3, fills
+    assert all(len(ragged[k].input_ids) <= 600 for k in range(16))
+
+
 def test_boundary_tokens(tok):
     ids = boundary_token_ids(tok)
     assert tok.convert_tokens_to_ids("<|im_end|>") in ids

@@ -78,6 +78,9 @@ class SourceSpec:
 class DataSection:
     """max_tokens: tokens per sample. Synthetic samples get a length of k * chunk_size tokens with
     k uniform in [min_chunks, max_chunks] (capped at max_tokens); max_chunks is also the planner's K.
+    whole_chunks: false draws any length in ((min_chunks - 1) * chunk_size, max_tokens] instead, so the
+    question and answer sit anywhere in a final chunk of any fill, as in `comet ask` (whole chunks
+    put them at the end of an almost full one, and the answers then depend on where they fall).
     planner: {strategy: weight} for every length, or None for METHOD.md 8.3's table."""
 
     sources: list[SourceSpec] = field(default_factory=list)
@@ -86,6 +89,7 @@ class DataSection:
     max_chunks: int = 16
     seed: int = 0
     planner: dict[str, float] | None = None
+    whole_chunks: bool = True
 
 
 @dataclass
@@ -306,7 +310,7 @@ def recipe_to_yaml(recipe: Recipe) -> str:
 VOLATILE_KEYS = ("train.steps", "train.log_every", "train.output_dir", "train.device", "train.max_minutes",
                  "checkpoint", "eval", "parallel")
 # Keys added after checkpoints existed: left out of the fingerprint at their default, so those resume.
-LATER_DEFAULTS = {"train.fifo_dropout": 0.0, "train.gate_dilation": 1.0}
+LATER_DEFAULTS = {"train.fifo_dropout": 0.0, "train.gate_dilation": 1.0, "data.whole_chunks": True}
 
 
 def recipe_fingerprint(recipe: Recipe) -> str:

@@ -362,7 +362,11 @@ class MixedStream:
 
 
 def curriculum_lengths(data: DataSection, chunk_size: int) -> list[int]:
-    """Synthetic sample lengths: k * chunk_size for k in [min_chunks, max_chunks], capped at max_tokens."""
+    """Synthetic sample lengths: k * chunk_size for k in [min_chunks, max_chunks], capped at max_tokens;
+    with data.whole_chunks false, every length from (min_chunks - 1) * chunk_size + 64 to that cap."""
+    if not data.whole_chunks:
+        top = min(data.max_chunks * chunk_size, data.max_tokens)
+        return list(range(min((data.min_chunks - 1) * chunk_size + 64, top), top + 1))
     return sorted({min(k * chunk_size, data.max_tokens) for k in range(data.min_chunks, data.max_chunks + 1)})
 
 
