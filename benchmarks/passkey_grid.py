@@ -13,6 +13,8 @@ tokens at CoMeT's memory budget, base weights).
     # --samples: one count for every length, or one per length (long samples cost hours)
     python benchmarks/passkey_grid.py --task babilong --lengths 4096,16384 --samples 3
     # --cached: tables and heatmaps from the samples already computed, nothing run
+    # --trained-dtype bfloat16: the trained row read in bfloat16 (2.6x faster here; answers in
+    #   results/<task>/trained-...-bfloat16.jsonl); the baselines stay float32
 """
 from __future__ import annotations
 
@@ -29,11 +31,13 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def trained_tag(model: str | None) -> str:
-    """The trained row's file name under results/<task>/: named after the weights, so new weights run anew."""
+def trained_tag(model: str | None, dtype: str = "float32") -> str:
+    """The trained row's file name under results/<task>/: named after the weights (and the precision
+    when not float32), so new weights run anew."""
     from comet_models.convert import default_model_tag
 
-    return f"trained-{Path(model).parent.name}" if model else f"trained-shipped-{default_model_tag()}"
+    tag = f"trained-{Path(model).parent.name}" if model else f"trained-shipped-{default_model_tag()}"
+    return tag if dtype == "float32" else f"{tag}-{dtype}"
 
 
 def run_method(name: str, args) -> list[dict]:
@@ -42,7 +46,7 @@ def run_method(name: str, args) -> list[dict]:
     base = None if name == "trained" else str(untrained_dir())
     method, model = {"trained": ("comet", args.trained_model), "untrained": ("comet", base),
                      "sliding": ("sliding", base)}[name]
-    tag = trained_tag(args.trained_model) if name == "trained" else name
+    tag = trained_tag(args.trained_model, args.trained_dtype) if name == "trained" else name
     out = RESULTS / args.task / f"{tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     t = time.time()
@@ -51,6 +55,7 @@ def run_method(name: str, args) -> list[dict]:
         lengths = ",".join(str(L) for L, k in args.samples.items() if k == n)
         cmd = [sys.executable, "-m", "comet_cli.cli", "eval", args.task, "--method", method, "--lengths", lengths,
                "--depths", str(args.depths), "--samples", str(n), "--out", str(out), "--json", "-q"]
+        cmd += ["--dtype", args.trained_dtype] if name == "trained" else []
         subprocess.run(cmd + (["--model", model] if model else []), check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     print(f"{name}: {time.time() - t:.0f} s", file=sys.stderr, flush=True)
     lines = map(json.loads, out.read_text().splitlines() if out.exists() else [])  # one line per sample: its rows, one per depth
@@ -76,6 +81,8 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["trained", "untrained", "sliding"])
     ap.add_argument("--trained-model", default=None,
                     help="CoMeT folder for the `trained` row (default: the embedded default with its shipped weights)")
+    ap.add_argument("--trained-dtype", choices=("float32", "bfloat16"), default="float32",
+                    help="precision of the trained row (bfloat16 reads 2.6x faster on this CPU; baselines stay float32)")
     ap.add_argument("--cached", action="store_true",
                     help="only the samples already in results/<task>/ (a cell without one reads \"not run\")")
     args = ap.parse_args()
@@ -87,6 +94,7 @@ def main() -> None:
     res = {"command": "python benchmarks/passkey_grid.py " + " ".join(sys.argv[1:]),
            "machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
            "samples_per_cell": {str(L): n for L, n in args.samples.items()}, "trained_model": args.trained_model or "embedded default",
+           "trained_dtype": args.trained_dtype,
            "samples_run": {m: {str(L): len({r["sample"] for r in rows if r["length"] == L}) for L in args.samples}
                            for m, rows in results.items()},
            "grids": {m: {str(L): {str(d): a for d, a in ds.items()} for L, ds in g.items()} for m, g in grids.items()},
@@ -102,7 +110,7 @@ def main() -> None:
              f"per-sample answers in `results/{args.task}/`.", ""]
     for m, g in grids.items():
         depths = sorted({d for ds in g.values() for d in ds})
-        who = f", {res['trained_model']}" if m == "trained" else ""
+        who = f", {res['trained_model']}, {args.trained_dtype}" if m == "trained" else ""
         lines += [f"**{m}**{who} (overall {res['overall'][m]:.0%})", "",
                   "| tokens | " + " | ".join(f"depth {d:.2f}" for d in depths) + " | samples |",
                   "|---:|" + "---:|" * (len(depths) + 1)]
