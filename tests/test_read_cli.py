@@ -222,3 +222,30 @@ def test_device_option(comet, tiny_model, tmp_path):
     if not torch.cuda.is_available():
         _fails(comet, "ask", doc, "q", "--model", tiny_model, "--device", "cuda",
                expect="--device cuda: no CUDA device is available here (use --device cpu)")
+
+
+def test_ask_answers_greedily_as_eval_measures_and_takes_a_penalty(comet, tiny_model, tmp_path):
+    """`ask` decodes without a repetition penalty by default (a key's repeated digit must stay
+    reachable), exactly runtime.generate from the saved state; --repetition-penalty P applies P."""
+    from comet_cli.modelref import load_model
+    from comet_models.runtime import chat_frame, generate, stop_ids
+    from comet_models.state import MemoryState
+
+    doc, state = write_text(tmp_path / "doc.txt", 60), tmp_path / "doc.state"
+    model, tok, _ = load_model(tiny_model)
+    _, suffix = chat_frame(tok, "Q?")
+    answers = {}
+    for penalty in (None, 1.0, 3.0):
+        extra = () if penalty is None else ("--repetition-penalty", str(penalty))
+        code, out, err = comet("ask", doc, "Q?", "--model", tiny_model, "--json", "--max-new-tokens", "16",
+                               "--state", state, *extra)
+        assert code == 0, err
+        answers[penalty] = _json(out)["answer"]
+    saved = MemoryState.load(state)
+    expect = {p: tok.decode(list(generate(model, saved, suffix, 16, stop=stop_ids(tok), repetition_penalty=p)),
+                            skip_special_tokens=True).strip() for p in (1.0, 3.0)}
+    assert answers[None] == answers[1.0] == expect[1.0]
+    assert answers[3.0] == expect[3.0]
+    assert expect[1.0] != expect[3.0]  # the tiny random model repeats itself: the penalty changes it
+    # below 1 would reward repeats: a usage error (click: "0.5 is not in the range x>=1.0")
+    assert comet("ask", doc, "Q?", "--model", tiny_model, "--repetition-penalty", "0.5")[0] == 2
