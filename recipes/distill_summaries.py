@@ -58,6 +58,18 @@ def teacher_reply(model, tok, user: str, max_new_tokens: int) -> str:
     return reply
 
 
+def passages_done(out: Path) -> int:
+    """Where an interrupted run resumes: one past the last passage index written to `out`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return max((json.loads(line)["passage"] + 1 for line in open(out)), default=0) if out.exists() else 0
+
+
+def chat_row(user: str, reply: str, **extra) -> str:
+    """One JSONL line of `kind: chat_jsonl` data: the user turn, the teacher's reply, provenance."""
+    return json.dumps({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": reply}],
+                       **extra, "teacher": "SmolLM2-135M-Instruct, full attention, greedy"}) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=60, help="number of passages")
@@ -71,8 +83,7 @@ def main() -> None:
 
     model, tok = load_source(None)  # the embedded SmolLM2, plain full attention
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = max((json.loads(line)["passage"] + 1 for line in open(out)), default=0) if out.exists() else 0
+    done = passages_done(out)
     t0 = time.time()
     with open(out, "a", encoding="utf-8") as f:
         for k, passage in enumerate(passages(args.n, args.tokens, tok, args.seed)):
@@ -82,9 +93,7 @@ def main() -> None:
             summary = teacher_reply(model, tok, user, args.max_new_tokens)
             kept = not repetitive(summary)
             if kept:
-                f.write(json.dumps({"messages": [{"role": "user", "content": user},
-                                                 {"role": "assistant", "content": summary}],
-                                    "passage": k, "teacher": "SmolLM2-135M-Instruct, full attention, greedy"}) + "\n")
+                f.write(chat_row(user, summary, passage=k))
                 f.flush()
             print(f"[distill] {k + 1}/{args.n}  {time.time() - t0:.0f} s  {'kept' if kept else 'dropped (loops)'}  "
                   f"{summary[:60]!r}", file=sys.stderr, flush=True)
