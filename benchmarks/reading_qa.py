@@ -13,7 +13,8 @@ all greedy, through `comet ask`'s frame (chat template, document then question, 
 An answer is right when it contains the gold word(s) as a whole word.
 
     python benchmarks/reading_qa.py                      # -> benchmarks/results/reading_qa.{json,md}
-    python benchmarks/reading_qa.py --trained runs/r14-read/model --out benchmarks/results/training/r14/reading_qa_read
+    python benchmarks/reading_qa.py --trained runs/r14-read/model --no-baselines --no-default \
+        --out benchmarks/results/training/r14/reading_qa_read
 """
 from __future__ import annotations
 
@@ -69,7 +70,8 @@ ITEMS = [
      "the audience went home early.", "Where was the concert moved to?", r"town hall|hall"),
     ("Leo repaired clocks in a narrow shop near the station. The most unusual clock he ever fixed belonged "
      "to a sea captain: it ran backwards and struck thirteen at noon. Leo kept it for a week and returned "
-     "it running forwards, which made the captain angry.", "What was Leo's trade?", r"clocks?|clockmaker|watchmaker|repair"),
+     "it running forwards, which made the captain angry.", "What was Leo's trade?",
+     r"clocks?|clockmaker|watchmaker|repair"),
     ("On the first day of school the new teacher, Miss Fairweather, asked every child to bring an apple. "
      "She did not eat them. Instead she cut them open to show the class the star hidden inside each one, "
      "and then she made a pie for the whole school.", "What did Miss Fairweather make for the whole school?",
@@ -115,6 +117,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trained", action="append", default=[], help="more CoMeT folders to compare (repeatable)")
     ap.add_argument("--no-default", action="store_true", help="leave out the shipped default")
+    ap.add_argument("--no-baselines", action="store_true",
+                    help="leave out the base and the untrained conversion (their rows are in results/reading_qa.md)")
     ap.add_argument("--out", default=str(RESULTS / "reading_qa"), help="write OUT.json and OUT.md")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -127,7 +131,8 @@ def main() -> None:
     from comet_cli.modelref import resolve_model_dir
 
     base = str(untrained_dir())
-    runs = [("base, plain attention", base, "truncate"), ("untrained conversion", base, "comet")]
+    runs = [] if args.no_baselines else [("base, plain attention", base, "truncate"),
+                                         ("untrained conversion", base, "comet")]
     runs += [] if args.no_default else [("shipped default", str(resolve_model_dir(None)), "comet")]
     runs += [(t, t, "comet") for t in args.trained]
     results = []
@@ -143,7 +148,7 @@ def report(results: list[dict], out: Path, args) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"results": results, "cpu": os.cpu_count()}, indent=1) + "\n")
     cmd = "python benchmarks/reading_qa.py" + "".join(f" --trained {t}" for t in args.trained) + \
-        (" --no-default" if args.no_default else "") + \
+        (" --no-default" if args.no_default else "") + (" --no-baselines" if args.no_baselines else "") + \
         (f" --out {args.out}" if args.out != str(RESULTS / "reading_qa") else "")
     n = len(ITEMS)
     lines = ["# Reading comprehension: a plain question about the text just read", "",

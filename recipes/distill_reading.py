@@ -11,15 +11,18 @@ does for summaries), so a `kind: chat_jsonl` source teaches the student to answe
 as the base does, through its memory when the passage spans more than one chunk.
 
     python recipes/distill_reading.py -n 240 -o recipes/data/distill-reading.jsonl
-    python recipes/distill_reading.py --far-from recipes/data/distill-reading.jsonl -o recipes/data/distill-reading-far.jsonl
+    python recipes/distill_reading.py --far-from recipes/data/distill-reading.jsonl \
+        -o recipes/data/distill-reading-far.jsonl
 
---far-from makes the memory's version of each row that asks about a name: the same passage, question and teacher answer, with
-300-1,200 tokens of another training book between the passage and the question, so the answer is one
-to five chunks back when the question comes (benchmarks/reading_qa.py's "far" layout; the shipped
-default answers 11/12 of its questions next to the passage and 0/12 700 tokens later).
+--far-from makes the memory's version of each row that asks about a name: the same passage, question
+and teacher answer, with 300-1,200 tokens of another training book between the passage and the
+question, so the answer is one to five chunks back when the question comes (benchmarks/reading_qa.py's
+"far" layout; the shipped default answers 11/12 of its questions next to the passage and 0/12 700
+tokens later).
 
-Passages come from the training books (Ulysses stays held out: benchmarks/reading_qa.py asks about
-it); answers keep their first two sentences, and an answer that loops or names someone the passage\ndoes not is dropped. Rows are written one by one, so an interrupted run continues.
+Passages come from the training books (Ulysses stays held out; benchmarks/reading_qa.py asks about
+passages written for it, with Ulysses as the text between); answers keep their first two sentences, and an answer that loops or names someone the passage
+does not is dropped. Rows are written one by one, so an interrupted run continues.
 """
 from __future__ import annotations
 
@@ -71,7 +74,8 @@ def main_name(passage: str) -> str | None:
 
 def first_sentences(text: str, n: int = 2) -> str:
     """The first n sentences of text, on one line (the teacher's answers drift and loop after them)."""
-    parts = re.split(r"(?<!\bMr\.)(?<!\bMrs\.)(?<!\bDr\.)(?<!\bSt\.)(?<!\b\d\.)(?<=[.!?])\s+(?!\d)", " ".join(text.split()))
+    after_end = r"(?<!\bMr\.)(?<!\bMrs\.)(?<!\bDr\.)(?<!\bSt\.)(?<!\b\d\.)(?<=[.!?])\s+(?!\d)"
+    parts = re.split(after_end, " ".join(text.split()))
     return " ".join(parts[:n]).strip()
 
 
