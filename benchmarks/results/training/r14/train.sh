@@ -5,7 +5,9 @@
 # any length, so the question and answer fall anywhere in a final chunk of any fill, as in `comet ask`
 # (r13's whole-chunk samples always ended an almost full chunk; its answers at a short final chunk
 # drop or change digits depending on where the temp beacons fall).
-# Usage (from the repo root): MINUTES=100 bash benchmarks/results/training/r14/train.sh CORE dil16 FROM
+# read: r13 dil8 on the chat mix plus questions about a passage (read.recipe.yaml, recipes/distill_reading.py),
+# next to it and with other book text between, in 2-8 chunks, dilated, samples of any length (MINUTES=55).
+# Usage (from the repo root): MINUTES=100 bash benchmarks/results/training/r14/train.sh CORE dil16|read FROM
 #   FROM: the r13 dil8 model, rebuilt from its pack:
 #   comet convert --memory-weights benchmarks/results/training/r13/r13-dil8.safetensors -o runs/r13-dil8/model
 set -euo pipefail
@@ -17,5 +19,8 @@ case $kind in
       train.max_minutes="${MINUTES:-100}" train.dtype=float32 data.min_chunks=2 data.max_chunks=16 \
       data.max_tokens=4096 train.gate_dilation=256 train.seed=14 data.seed=14 \
       data.whole_chunks=false ;;
-  *) echo "train.sh: unknown run '$kind' (dil16)" >&2; exit 2 ;;
+  read) run_stage "$core" "runs/r14-$kind" benchmarks/results/training/r14/read.recipe.yaml model.source="$from" \
+      train.max_minutes="${MINUTES:-55}" train.dtype=float32 data.min_chunks=2 data.max_chunks=8 \
+      data.max_tokens=2048 train.gate_dilation=256 train.seed=16 data.seed=16 data.whole_chunks=false ;;
+  *) echo "train.sh: unknown run '$kind' (dil16, read)" >&2; exit 2 ;;
 esac
