@@ -1,14 +1,14 @@
 """Answers to questions about a passage, written by the base model reading it in plain context.
 
-The shipped default (r13 dil8) lost the base model's reading comprehension: asked "Who has taken
-Netherfield Park?" right after the sentence that says so, it answers "bill smith" where the base
-(and an untrained conversion, whose first chunk is the base) says "Bingley". Its training mix ends
-every document question with a planted key, a bAbI word or a quoted passage, never with a question
-about the text itself. These rows are the embedded SmolLM2-135M-Instruct's own greedy answers to
-generic questions about book passages of 120-450 tokens (one or two chunks, where the base
-still reads well; it confabulates more beyond) (self-distillation, as distill_summaries.py
-does for summaries), so a `kind: chat_jsonl` source teaches the student to answer from the document
-as the base does, through its memory when the passage spans more than one chunk.
+r13 dil8 (the shipped default when this was written) lost the base model's reading comprehension: asked
+"Who has taken Netherfield Park?" right after the sentence that says so, it answers "bill smith" where
+the base (and an untrained conversion, whose first chunk is the base) says "Bingley". Its training mix
+ends every document question with a planted key, a bAbI word or a quoted passage, never with a question
+about the text itself. These rows are the embedded SmolLM2-135M-Instruct's own greedy answers to generic
+questions about book passages of 120-450 tokens (one or two chunks, where the base still reads well; it
+confabulates more beyond) (self-distillation, as distill_summaries.py does for summaries), so a `kind:
+chat_jsonl` source teaches the student to answer from the document as the base does, through its memory
+when the passage spans more than one chunk.
 
     python recipes/distill_reading.py -n 240 -o recipes/data/distill-reading.jsonl
     python recipes/distill_reading.py --far-from recipes/data/distill-reading.jsonl \
