@@ -70,17 +70,23 @@ def filler_tokens(ans: Answerer, books: Sequence[str], n: int, rng: random.Rando
     return out[:n]
 
 
+def grid_sample(ans: Answerer, books, length: int, seed: int, sample: int, kind: str = "passkey",
+                tasks=None) -> tuple[Needle, list[int], list[int]]:
+    """Sample `sample` of a grid: (needle item, needle tokens, filler tokens), fixed by the seed."""
+    rng = random.Random(f"{kind}-grid:{seed}:{length}:{sample}")
+    item = NEEDLES[kind](rng, tasks)
+    needle = ans.encode(" " + item.text)
+    return item, needle, filler_tokens(ans, books, length - len(needle), rng)
+
+
 def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed: int, sample: int,
                progress=lambda msg: None, kind: str = "passkey", tasks=None, resume=None) -> list[dict]:
     """One sample (needle of `kind`, filler) at every depth; returns one row per depth.
 
     resume: a `comet_cli.eval.resume.SampleResume` to keep (and pick up) resume points inside the
     sample (comet only: the baselines read one window per depth)."""
-    rng = random.Random(f"{kind}-grid:{seed}:{length}:{sample}")
-    item = NEEDLES[kind](rng, tasks)
+    item, needle, fill = grid_sample(ans, books, length, seed, sample, kind, tasks)
     key = item.answer
-    needle = ans.encode(" " + item.text)
-    fill = filler_tokens(ans, books, length - len(needle), rng)
     prefix, suffix = ans.frame(item.question)
     cuts = sorted((round(d * len(fill)), d) for d in depths)
     rows = []

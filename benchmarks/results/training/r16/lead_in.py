@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="bfloat16")
     args = ap.parse_args()
     from comet_cli.eval.methods import Answerer
-    from comet_cli.eval.passkey import NEEDLES, filler_tokens
+    from comet_cli.eval.passkey import filler_tokens, grid_sample
     from comet_models.convert import load_comet
     from comet_models.runtime import feed, generate, new_state
 
@@ -42,10 +42,7 @@ def main() -> None:
     lead_book = [str(data / "books" / "ulysses_pg4300.txt")]  # held out of training
     for length in [int(x) for x in args.lengths.split(",")]:
         for s in range(args.samples):
-            rng = random.Random(f"passkey-grid:0:{length}:{s}")  # as run_sample: same key and filler
-            item = NEEDLES["passkey"](rng, None)
-            needle = ans.encode(" " + item.text)
-            fill = filler_tokens(ans, books, length - len(needle), rng)
+            item, needle, fill = grid_sample(ans, books, length, 0, s)  # the grid's key and filler
             prefix, suffix = ans.frame(item.question)
             size = model.comet_config.chunk_size
             for lead in [size - len(prefix) if x == "chunk" else int(x) for x in args.lead.split(",")]:
