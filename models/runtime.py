@@ -18,8 +18,6 @@ from .layout import attention_mask
 from .state import MemoryState
 
 SENTINEL = "\u2063COMET_DOCUMENT\u2063"
-# Closes the opening chunk after the chat frame's prefix (see open_document).
-LEAD_IN = "The document begins below. Read it closely: questions about any part of it will follow.\n\n"
 
 
 def new_state(model, batch: int = 1) -> MemoryState:
@@ -45,31 +43,6 @@ def _close_chunks(eng: Engine, state: MemoryState, text: list[int],
     return state.with_layer_memories(mems, chunks=chunks)
 
 
-def open_document(model, tokenizer, prefix_ids: Sequence[int]) -> MemoryState:
-    """An empty memory holding the opening of a document: the chat frame's prefix and LEAD_IN.
-
-    The first closed chunk sets the global memory outright, without the gate (METHOD.md 6.2), and
-    what it holds is lost more easily than anything written later: a pass key in a document's first
-    chunk came back in 2 of 9 grid samples, 8 of 9 once other text filled that chunk
-    (benchmarks/results/training/r16/README.md). So once the document overflows one chunk, the
-    opening is closed as a short chunk of its own and the document's first chunk is written through
-    the gate like every later one. A document that fits in one chunk is read as before, the opening
-    in the same (final) chunk as the document and the question."""
-    lead = tokenizer(LEAD_IN, add_special_tokens=False)["input_ids"]
-    opening = list(prefix_ids) + lead
-    return replace(new_state(model), pending=opening, tokens=len(opening), opening=len(opening))
-
-
-def _close_opening(model, state: MemoryState, text: list[int],
-                   on_chunk: Callable[[MemoryState], None] | None) -> tuple[MemoryState, list[int]]:
-    """Close the opening chunk of `text` (state.pending + what follows) once `text` overflows a chunk;
-    returns the state and what is left of `text`."""
-    if not state.opening or len(text) <= model.comet_config.chunk_size:
-        return state, text
-    n = state.opening
-    return _close_chunks(Engine(model), replace(state, opening=0), text[:n], on_chunk), text[n:]
-
-
 def feed(model, state: MemoryState, token_ids: Sequence[int],
          on_chunk: Callable[[MemoryState], None] | None = None) -> MemoryState:
     """Read token_ids after `state`; returns the new state (the input state is not modified).
@@ -77,8 +50,8 @@ def feed(model, state: MemoryState, token_ids: Sequence[int],
     Full chunks are closed into memory as soon as more than chunk_size tokens are pending, so
     the open tail (1..chunk_size tokens) stays available for the final chunk of generation."""
     C = model.comet_config.chunk_size
+    pending = state.pending + list(token_ids)
     tokens = state.tokens + len(token_ids)
-    state, pending = _close_opening(model, state, state.pending + list(token_ids), on_chunk)
     n_close = ((len(pending) - 1) // C) * C if pending else 0
     if n_close == 0:
         return replace(state, pending=pending, tokens=tokens)
@@ -125,7 +98,7 @@ def generate(model, state: MemoryState, prompt_ids: Sequence[int], max_new_token
     chunk, the overflow is closed into (a copy of) the memory first."""
     eng = Engine(model)
     cfg = eng.cfg
-    state, text = _close_opening(model, state, state.pending + list(prompt_ids), None)
+    text = state.pending + list(prompt_ids)
     C = cfg.chunk_size
     if len(text) > C:
         over = len(text) - C

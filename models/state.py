@@ -37,8 +37,6 @@ class MemoryState:
     global_state: (L, B, G, H), meaningful once has_global (a chunk was closed).
     temp_memory:  (L, B, B_T, H), entries in creation order; temp_valid (B_T,) marks real ones.
     pending:      token ids read but not yet closed into a chunk (fewer than chunk_size + 1).
-    opening:      while no chunk is closed, how many leading pending ids form the opening chunk, which
-                  is closed on its own once the document overflows one chunk (runtime.open_document).
     """
 
     global_state: torch.Tensor
@@ -48,7 +46,6 @@ class MemoryState:
     pending: list[int] = field(default_factory=list)
     tokens: int = 0
     chunks: int = 0
-    opening: int = 0
     fingerprint: str = ""
     meta: dict = field(default_factory=dict)
 
@@ -93,8 +90,6 @@ class MemoryState:
         h = hashlib.sha256()
         for t in self._tensors().values():
             h.update(tensor_bytes(t))
-        if self.opening:  # states without an opening chunk keep the digests they had before it existed
-            h.update(f"opening:{self.opening}".encode())
         return h.hexdigest()
 
     def _tensors(self, chunk_size: int | None = None) -> dict[str, torch.Tensor]:
@@ -114,8 +109,7 @@ class MemoryState:
         digest = self.sha256()
         metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "fingerprint": self.fingerprint,
                     "tokens": str(self.tokens), "chunks": str(self.chunks), "has_global": str(int(self.has_global)),
-                    "pending_len": str(len(self.pending)),
-                    "opening": str(self.opening), "sha256": digest, "meta": json.dumps(self.meta)}
+                    "pending_len": str(len(self.pending)), "sha256": digest, "meta": json.dumps(self.meta)}
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:
@@ -161,8 +155,7 @@ class MemoryState:
         n = int(md.get("pending_len", "0"))
         state = cls(tensors["global_state"], tensors["temp_memory"], tensors["temp_valid"].bool(),
                     has_global=md.get("has_global") == "1", pending=tensors["pending"][:n].tolist(),
-                    tokens=int(md["tokens"]), chunks=int(md["chunks"]), opening=int(md.get("opening", "0")),
-                    fingerprint=md.get("fingerprint", ""),
+                    tokens=int(md["tokens"]), chunks=int(md["chunks"]), fingerprint=md.get("fingerprint", ""),
                     meta=json.loads(md.get("meta", "{}")))
         if md.get("sha256") and state.sha256() != md["sha256"]:
             raise StateError(f"{path}: state tensors do not match their recorded sha256 (corrupt file)")

@@ -62,7 +62,7 @@ def test_passkey_fork_equals_a_straight_read(tiny):
     """The grid reads shared filler once and forks states: the forked state must be the state of
     reading the whole sample in one go."""
     from comet_cli.eval import passkey as P
-    from comet_models.runtime import feed, open_document
+    from comet_models.runtime import feed, new_state
 
     model, tok = tiny
     ans = Answerer(model, tok, "comet", max_new_tokens=4)
@@ -92,7 +92,7 @@ def test_passkey_fork_equals_a_straight_read(tiny):
     fill = P.filler_tokens(ans, books, 300 - len(needle), rng)
     prefix, _ = ans.frame(P.QUESTION)
     pos = round(0.5 * len(fill))
-    straight = feed(model, open_document(model, ans.tokenizer, prefix), fill[:pos] + needle + fill[pos:])
+    straight = feed(model, new_state(model), prefix + fill[:pos] + needle + fill[pos:])
     forked = [s for s in seen if s.tokens == straight.tokens and s.pending == straight.pending]
     assert any(torch.allclose(s.global_state, straight.global_state, atol=1e-5)
                and torch.allclose(s.temp_memory, straight.temp_memory, atol=1e-5) for s in forked)

@@ -78,13 +78,12 @@ class Answerer:
     def _comet(self, item: EvalItem) -> str:
         """Questions on the same document reuse its memory state, as `comet ask` does: the
         document is read once (the frame before it does not depend on the question)."""
-        from comet_models.runtime import feed, generate, open_document
+        from comet_models.runtime import feed, generate, new_state
 
         prefix, suffix = self.frame(build_prompt(item))
         key = hash((tuple(prefix), item.document))
         if key not in self._states:
-            self._states = {key: feed(self.model, open_document(self.model, self.tokenizer, prefix),
-                                     self.encode(item.document))}
+            self._states = {key: feed(self.model, new_state(self.model), prefix + self.encode(item.document))}
         state = self._states[key]
         ids = list(generate(self.model, state, suffix, max_new_tokens=self.max_new_tokens, stop=set(self.stop)))
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()

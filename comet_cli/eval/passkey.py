@@ -91,9 +91,9 @@ def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed:
     cuts = sorted((round(d * len(fill)), d) for d in depths)
     rows = []
     if ans.method == "comet":
-        from comet_models.runtime import feed, generate, open_document
+        from comet_models.runtime import feed, generate, new_state
 
-        state, done = open_document(ans.model, ans.tokenizer, prefix), 0
+        state, done = feed(ans.model, new_state(ans.model), prefix), 0
         saved = resume.trunk(state, key) if resume else None
         if saved:
             state, done, rows = saved

@@ -21,10 +21,6 @@ from pathlib import Path
 
 from comet_models.state import MemoryState
 
-# how a document is laid into chunks (2: the opening chunk, runtime.open_document): resume points
-# saved under another layout are read again, not continued
-LAYOUT = "layout2"
-
 
 class SampleResume:
     """Resume points of one sample (`rid`, the id its --out line will carry) under `folder`."""
@@ -66,21 +62,21 @@ class SampleResume:
     # -- the two parts of a sample ------------------------------------------------------
     def trunk(self, state: MemoryState, key: str) -> tuple[MemoryState, int, list[dict]] | None:
         """The trunk saved after the last finished depth: (state, tokens of filler read, rows)."""
-        got = self._load(self.trunk_path, f"{self.rid}:{key}:{LAYOUT}:trunk", state.fingerprint)
+        got = self._load(self.trunk_path, f"{self.rid}:{key}:trunk", state.fingerprint)
         if got is None:
             return None
         saved, extra = got
         return saved, int(extra["done"]), list(extra["rows"])
 
     def save_trunk(self, state: MemoryState, key: str, done: int, rows: list[dict]) -> None:
-        self._save(self.trunk_path, state, f"{self.rid}:{key}:{LAYOUT}:trunk", done=done, rows=rows)
+        self._save(self.trunk_path, state, f"{self.rid}:{key}:trunk", done=done, rows=rows)
 
     def feed(self, model, state: MemoryState, ids: list[int], key: str, depth: float,
              progress=lambda msg: None) -> MemoryState:
         """`feed(model, state, ids)`, in slices of `every` tokens, resuming from the fork's file."""
         from comet_models.runtime import feed
 
-        tag, start = f"{self.rid}:{key}:{LAYOUT}:fork:{depth:.3f}:{len(ids)}", 0
+        tag, start = f"{self.rid}:{key}:fork:{depth:.3f}:{len(ids)}", 0
         got = self._load(self.fork_path, tag, state.fingerprint)
         if got is not None:
             state, start = got[0], int(got[1]["consumed"])

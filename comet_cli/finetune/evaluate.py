@@ -41,7 +41,7 @@ def passkey_accuracy(model, tokenizer, filler: FillerText, lengths: Sequence[int
                      rank: int = 0, world: int = 1, max_new_tokens: int = 12) -> dict[int, tuple[int, int]]:
     """{length: (correct, evaluated)} over this rank's share of the items (item i % world == rank);
     sum the pairs over ranks for the totals."""
-    from comet_models.runtime import chat_frame, feed, generate, open_document, stop_ids
+    from comet_models.runtime import chat_frame, feed, generate, new_state, stop_ids
 
     count = lambda s: len(tokenizer.encode(s, add_special_tokens=False))  # noqa: E731
     stop = stop_ids(tokenizer)
@@ -56,7 +56,7 @@ def passkey_accuracy(model, tokenizer, filler: FillerText, lengths: Sequence[int
                 item = passkey_sample(rng, filler, length, None, count)
                 prefix, suffix = chat_frame(tokenizer, item.question)
                 context = tokenizer.encode(item.context, add_special_tokens=False)
-                state = feed(model, open_document(model, tokenizer, prefix), context)
+                state = feed(model, new_state(model), prefix + context)
                 with torch.inference_mode():
                     ids = list(generate(model, state, suffix, max_new_tokens=max_new_tokens, stop=stop))
                 correct += answer_of(tokenizer.decode(ids)) == item.answer

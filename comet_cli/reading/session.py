@@ -1,8 +1,7 @@
 """Stream sources into a memory state, checkpointing as it goes, and resume or extend a saved one.
 
-The token stream of a read is: the opening (the chat frame's prefix and a lead-in line, closed as a
-chunk of its own once the document overflows one chunk: runtime.open_document), then for each source
-(in a folder) a header line, then the source's pieces, each tokenized on its own. Chunk boundaries depend only on
+The token stream of a read is: the chat frame's prefix, then for each source (in a folder) a
+header line, then the source's pieces, each tokenized on its own. Chunk boundaries depend only on
 that stream (runtime.feed closes chunks from the pending tokens, whatever the feed calls), so a
 read resumed from a checkpoint taken after a whole piece ends in the same state as one that was
 never interrupted: the checkpoint holds the pending partial-chunk tokens, and reading goes on
@@ -90,12 +89,11 @@ def frame_sha256(prefix_ids: list[int]) -> str:
 def read_document(model, tokenizer, sources: list[SourceFile], prefix_ids: list[int],
                   opts: ReadOptions) -> ReadResult:
     """Read `sources` after `prefix_ids` into a memory state, reusing or resuming a saved one."""
-    from comet_models.runtime import open_document
+    from comet_models.runtime import new_state
 
     t0 = time.monotonic()
     fingerprint = model.comet_fingerprint
-    opening = open_document(model, tokenizer, prefix_ids)
-    frame = frame_sha256(opening.pending)  # the opening chunk's ids: states read before it existed differ
+    frame = frame_sha256(prefix_ids)
     start = _find_start(sources, fingerprint, frame, opts)
     if start is not None and start[1].status == "complete":
         state, match, path = start
@@ -103,7 +101,10 @@ def read_document(model, tokenizer, sources: list[SourceFile], prefix_ids: list[
         return ReadResult(state, state.meta["sources"], True, 0, time.monotonic() - t0,
                           opts.state_file, state.sha256(), resumed_from=str(path))
     if start is None:
-        state = replace(opening, meta=_meta(opts, frame, [], False))
+        from comet_models.runtime import feed
+
+        state = feed(model, new_state(model), prefix_ids)
+        state = replace(state, meta=_meta(opts, frame, [], False))
         match, resumed_from = Match("continue"), None
     else:
         state, match, path = start

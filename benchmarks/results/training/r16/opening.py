@@ -1,0 +1,53 @@
+"""Which opening chunk? The grid's depth-0 samples (key in the document's first chunk) read three ways:
+
+- frame: the chat frame's prefix alone closed as a short first chunk, the document from chunk 1;
+- neutral: the prefix and a lead-in line repeated to fill the first chunk (one stream, as lead_in.py);
+- frame+neutral: the prefix and the lead-in line once, closed as a short first chunk (the opening
+  chunk tried in commit 3661c3c and reverted: see README.md).
+
+The document gives up as many tokens at its end as the opening adds (as in lead_in.py).
+
+    python benchmarks/results/training/r16/opening.py runs/r14-dil16/model 4096,16384 frame,neutral,frame+neutral \
+        > benchmarks/results/training/r16/opening_dil16.jsonl
+"""
+import json, os, sys, time
+from pathlib import Path
+import torch
+from dataclasses import replace
+
+LEAD_IN = "The document begins below. Read it closely: questions about any part of it will follow.\n\n"
+
+def main():
+    model_dir, lengths, variants = sys.argv[1], [int(x) for x in sys.argv[2].split(",")], sys.argv[3].split(",")
+    from comet_cli.eval.methods import Answerer
+    from comet_cli.eval.passkey import grid_sample
+    from comet_models.convert import load_comet
+    from comet_models.runtime import feed, generate, new_state, _close_chunks
+    from comet_models.chunked import Engine
+    model, tok = load_comet(model_dir, dtype=torch.bfloat16)
+    ans = Answerer(model, tok, "comet")
+    data = Path(os.environ.get("COMET_DATA", "../shared/data"))
+    books = sorted(str(p) for p in (data / "books").glob("*.txt"))
+    C = model.comet_config.chunk_size
+    neutral = tok(LEAD_IN, add_special_tokens=False)["input_ids"]
+    for length in lengths:
+        for s in range(3):
+            item, needle, fill = grid_sample(ans, books, length, 0, s)
+            prefix, suffix = ans.frame(item.question)
+            for v in variants:
+                t0 = time.time()
+                if v == "frame":   # frame alone as chunk 0; doc loses len(prefix) at its end
+                    st = _close_chunks(Engine(model), new_state(model), prefix, None)
+                    st = replace(st, tokens=len(prefix))
+                    st = feed(model, st, needle + fill[:len(fill) - len(prefix)])
+                elif v == "neutral":  # frame + repeated neutral sentence fills chunk 0
+                    lead = (neutral * (C // len(neutral) + 1))[:C - len(prefix)]
+                    st = feed(model, new_state(model), prefix + lead + needle + fill[:len(fill) - len(lead)])
+                elif v == "frame+neutral":  # frame + neutral sentence once, closed short
+                    st = _close_chunks(Engine(model), new_state(model), prefix + neutral, None)
+                    st = feed(model, st, needle + fill[:len(fill) - len(prefix) - len(neutral)])
+                ids = list(generate(model, st, suffix, max_new_tokens=12, stop=set(ans.stop)))
+                text = tok.decode(ids, skip_special_tokens=True)
+                print(json.dumps({"length": length, "sample": s, "variant": v, "prefix": len(prefix), "key": item.answer,
+                                  "answer": text.strip(), "correct": item.correct(text), "seconds": round(time.time() - t0, 1)}), flush=True)
+main()
