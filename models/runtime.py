@@ -88,22 +88,37 @@ def stop_ids(tokenizer) -> set[int]:
     return ids
 
 
+def final_chunk(model, state: MemoryState, prompt_ids: Sequence[int],
+                max_new_tokens: int) -> tuple[MemoryState, list[int]]:
+    """The state to answer from and the text of the final (open) chunk: the pending document tail
+    plus prompt_ids.
+
+    After a document longer than a chunk, the final chunk leaves room for the answer, as every
+    training sample did (its answer's tokens lay inside the chunk): min(max_new_tokens, chunk_size // 2)
+    positions. With none left (a full chunk of document before a pass-key question), r16 answered four
+    of the key's five digits at every depth (benchmarks/results/training/r16/README.md). What does not
+    fit is closed into (a copy of) the memory first. A document that fits in one chunk with the prompt
+    is read in that chunk whole, however long the answer."""
+    C = model.comet_config.chunk_size
+    text = state.pending + list(prompt_ids)
+    room = C - min(max_new_tokens, C // 2) if state.chunks > 0 or len(text) > C else C
+    if len(text) > room:
+        over = len(text) - room
+        state = _close_chunks(Engine(model), state, text[:over], None)
+        text = text[over:]
+    return state, text
+
+
 @torch.inference_mode()
 def generate(model, state: MemoryState, prompt_ids: Sequence[int], max_new_tokens: int = 256,
              stop: set[int] | frozenset = frozenset(), temperature: float = 0.0, top_p: float = 1.0,
              repetition_penalty: float = 1.0, seed: int = 0) -> Iterator[int]:
     """Yield generated token ids, reading the memory of `state` (which is left unchanged).
 
-    The final chunk holds the pending document tail plus prompt_ids; if that is longer than a
-    chunk, the overflow is closed into (a copy of) the memory first."""
+    The final chunk is laid out by final_chunk."""
     eng = Engine(model)
     cfg = eng.cfg
-    text = state.pending + list(prompt_ids)
-    C = cfg.chunk_size
-    if len(text) > C:
-        over = len(text) - C
-        state = _close_chunks(eng, state, text[:over], None)
-        text = text[over:]
+    state, text = final_chunk(model, state, prompt_ids, max_new_tokens)
     mems = state.layer_memories(eng.device, next(model.parameters()).dtype)
     from transformers import DynamicCache
 

@@ -187,3 +187,38 @@ def test_bfloat16_reading_tracks_float32_in_its_own_fingerprint(tiny_comet_folde
     with pytest.raises(StateError):
         MemoryState.load(tmp_path / "s.safetensors", m32.comet_fingerprint)
     assert generate(m16, b, ids[:4], max_new_tokens=3)  # answers from a bfloat16 state
+
+
+def _first_token(model, closed: list[list[int]], open_ids: list[int]) -> int:
+    """Greedy first token after closing `closed` chunks one by one and reading `open_ids` open."""
+    from comet_models.chunked import Engine
+    eng, cfg = Engine(model), model.comet_config
+    mems = eng.empty_memory()
+    for ids in closed:
+        _, _, mems = eng.run_chunk(torch.tensor([ids]), mems)
+    h, ctx, _ = eng.run_chunk(torch.tensor([open_ids]), mems, closed=False)
+    logits = eng.logits(h[:, ctx.layout.text_pos[-1]])[0]
+    logits[[cfg.placeholder_id, cfg.temp_beacon_id] + cfg.global_beacon_ids] = float("-inf")
+    return int(logits.argmax())
+
+
+def test_after_a_long_document_the_answer_has_room_in_the_final_chunk():
+    """As in training, the answer's tokens lie inside the final chunk: min(max_new_tokens, C // 2)
+    positions are kept free; the document tail that does not fit is closed into memory first."""
+    from comet_models.runtime import final_chunk
+    model = comet_model("llama", chunk_size=32)
+    C = model.comet_config.chunk_size
+    doc = sample(3 * C - 3, seed=4)[0][0].tolist()
+    state = feed(model, new_state(model), doc)
+    tail, prompt = state.pending, [7, 8, 9]
+    assert (state.chunks, len(tail) + len(prompt)) == (2, C - 3 + 3)  # a full chunk: no room at all
+    over = len(tail) + len(prompt) - (C - 8)
+    answer_from, text = final_chunk(model, state, prompt, max_new_tokens=8)
+    assert (answer_from.chunks, text) == (3, tail[over:] + prompt)
+    assert next(generate(model, state, prompt, max_new_tokens=8)) == \
+        _first_token(model, [doc[:C], doc[C:2 * C], tail[:over]], tail[over:] + prompt)
+    # a long answer gets at most half the chunk
+    assert len(final_chunk(model, state, prompt, max_new_tokens=1000)[1]) == C // 2
+    # a document that fits in one chunk with its prompt stays whole there, however long the answer
+    short = feed(model, new_state(model), doc[:20])
+    assert final_chunk(model, short, prompt, max_new_tokens=30) == (short, doc[:20] + prompt)
