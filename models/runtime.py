@@ -97,11 +97,13 @@ def final_chunk(model, state: MemoryState, prompt_ids: Sequence[int],
     training sample did (its answer's tokens lay inside the chunk): min(max_new_tokens, chunk_size // 2)
     positions. With none left (a full chunk of document before a pass-key question), r16 answered four
     of the key's five digits at every depth (benchmarks/results/training/r16/README.md). What does not
-    fit is closed into (a copy of) the memory first. A document that fits in one chunk with the prompt
-    is read in that chunk whole, however long the answer."""
+    fit is closed into (a copy of) the memory first; a prompt longer than the room keeps its place and
+    the answer gets less. A document that fits in one chunk with the prompt is read in that chunk whole,
+    however long the answer."""
     C = model.comet_config.chunk_size
     text = state.pending + list(prompt_ids)
     room = C - min(max_new_tokens, C // 2) if state.chunks > 0 or len(text) > C else C
+    room = max(room, min(len(prompt_ids), C))  # the room never pushes the prompt itself into memory
     if len(text) > room:
         over = len(text) - room
         state = _close_chunks(Engine(model), state, text[:over], None)

@@ -219,6 +219,9 @@ def test_after_a_long_document_the_answer_has_room_in_the_final_chunk():
         _first_token(model, [doc[:C], doc[C:2 * C], tail[:over]], tail[over:] + prompt)
     # a long answer gets at most half the chunk
     assert len(final_chunk(model, state, prompt, max_new_tokens=1000)[1]) == C // 2
+    # and never the prompt's place: a prompt longer than the room stays whole in the final chunk
+    long_prompt = list(range(20, 20 + C // 2 + 5))
+    assert final_chunk(model, state, long_prompt, max_new_tokens=1000)[1] == long_prompt
     # a document that fits in one chunk with its prompt stays whole there, however long the answer
     short = feed(model, new_state(model), doc[:20])
     assert final_chunk(model, short, prompt, max_new_tokens=30) == (short, doc[:20] + prompt)
