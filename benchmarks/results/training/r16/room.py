@@ -4,7 +4,9 @@ prefix, so frame + document end a chunk), then asked twice:
 
 - none: the final chunk is the last chunk_size tokens of document + question (the runtime before
   `runtime.final_chunk`): the answer's tokens lie past the chunk, where training never put them;
-- room: `runtime.final_chunk` (12 positions kept free for the 12-token answer budget).
+- room: `runtime.final_chunk` (12 positions kept free for the 12-token answer budget);
+- short (with --short): only the last 24 document tokens share the final chunk with the question, the
+  rest closed into memory first (the grid's own layout, whatever the document's length).
 
 Same keys, filler, question and depths as `comet eval passkey --depths 5`.
 
@@ -17,6 +19,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -33,12 +36,25 @@ def no_room(model, state, prompt_ids, max_new_tokens):
     return state, text
 
 
+def short_tail(model, state, prompt_ids, max_new_tokens, keep: int = 24):
+    """The final chunk holds only the last `keep` document tokens before the prompt."""
+    from comet_models.chunked import Engine
+    from comet_models.runtime import _close_chunks
+
+    if len(state.pending) > keep:
+        over = len(state.pending) - keep
+        state = _close_chunks(Engine(model), state, state.pending[:over], None)
+        state = replace(state, pending=state.pending[over:])
+    return no_room(model, state, prompt_ids, max_new_tokens)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
     ap.add_argument("--lengths", default="4096")
     ap.add_argument("--samples", type=int, default=3)
     ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--short", action="store_true", help="also ask with only 24 document tokens before the question")
     args = ap.parse_args()
     import comet_models.runtime as R
     from comet_cli.eval.methods import Answerer
@@ -58,7 +74,8 @@ def main() -> None:
             for depth in depths_grid(5):
                 t0, pos = time.time(), round(depth * len(fill))
                 state = R.feed(model, R.new_state(model), prefix + fill[:pos] + needle + fill[pos:])
-                for name, layout in (("none", no_room), ("room", room)):
+                layouts = [("none", no_room), ("room", room)] + ([("short", short_tail)] if args.short else [])
+                for name, layout in layouts:
                     R.final_chunk = layout
                     ids = list(R.generate(model, state, suffix, max_new_tokens=12, stop=set(ans.stop)))
                     text = tok.decode(ids, skip_special_tokens=True)
