@@ -88,8 +88,8 @@ def stop_ids(tokenizer) -> set[int]:
     return ids
 
 
-def final_chunk(model, state: MemoryState, prompt_ids: Sequence[int],
-                max_new_tokens: int) -> tuple[MemoryState, list[int]]:
+def final_chunk(model, state: MemoryState, prompt_ids: Sequence[int], max_new_tokens: int,
+                eng: Engine | None = None) -> tuple[MemoryState, list[int]]:
     """The state to answer from and the text of the final (open) chunk: the pending document tail
     plus prompt_ids.
 
@@ -102,13 +102,13 @@ def final_chunk(model, state: MemoryState, prompt_ids: Sequence[int],
     however long the answer."""
     C = model.comet_config.chunk_size
     text = state.pending + list(prompt_ids)
-    room = C - min(max_new_tokens, C // 2) if state.chunks > 0 or len(text) > C else C
-    room = max(room, min(len(prompt_ids), C))  # the room never pushes the prompt itself into memory
-    if len(text) > room:
-        over = len(text) - room
-        state = _close_chunks(Engine(model), state, text[:over], None)
-        text = text[over:]
-    return state, text
+    fits = C
+    if state.chunks > 0 or len(text) > C:  # a long document; the prompt itself is never pushed out
+        fits = max(C - min(max_new_tokens, C // 2), min(len(prompt_ids), C))
+    if len(text) <= fits:
+        return state, text
+    over = len(text) - fits
+    return _close_chunks(eng or Engine(model), state, text[:over], None), text[over:]
 
 
 @torch.inference_mode()
@@ -120,7 +120,7 @@ def generate(model, state: MemoryState, prompt_ids: Sequence[int], max_new_token
     The final chunk is laid out by final_chunk."""
     eng = Engine(model)
     cfg = eng.cfg
-    state, text = final_chunk(model, state, prompt_ids, max_new_tokens)
+    state, text = final_chunk(model, state, prompt_ids, max_new_tokens, eng)
     mems = state.layer_memories(eng.device, next(model.parameters()).dtype)
     from transformers import DynamicCache
 

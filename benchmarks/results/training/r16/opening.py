@@ -17,6 +17,16 @@ from dataclasses import replace
 
 LEAD_IN = "The document begins below. Read it closely: questions about any part of it will follow.\n\n"
 
+
+def opened(model, tok, prefix: list[int]):
+    """The memory after the opening chunk: `prefix` and LEAD_IN closed as a (short) chunk of their own."""
+    from comet_models.chunked import Engine
+    from comet_models.runtime import _close_chunks, new_state
+
+    opening = prefix + tok(LEAD_IN, add_special_tokens=False)["input_ids"]
+    return replace(_close_chunks(Engine(model), new_state(model), opening, None), tokens=len(opening))
+
+
 def main():
     model_dir, lengths, variants = sys.argv[1], [int(x) for x in sys.argv[2].split(",")], sys.argv[3].split(",")
     from comet_cli.eval.methods import Answerer
@@ -44,10 +54,12 @@ def main():
                     lead = (neutral * (C // len(neutral) + 1))[:C - len(prefix)]
                     st = feed(model, new_state(model), prefix + lead + needle + fill[:len(fill) - len(lead)])
                 elif v == "frame+neutral":  # frame + neutral sentence once, closed short
-                    st = _close_chunks(Engine(model), new_state(model), prefix + neutral, None)
-                    st = feed(model, st, needle + fill[:len(fill) - len(prefix) - len(neutral)])
+                    st = feed(model, opened(model, tok, prefix), needle + fill[:len(fill) - len(prefix) - len(neutral)])
                 ids = list(generate(model, st, suffix, max_new_tokens=12, stop=set(ans.stop)))
                 text = tok.decode(ids, skip_special_tokens=True)
                 print(json.dumps({"length": length, "sample": s, "variant": v, "prefix": len(prefix), "key": item.answer,
                                   "answer": text.strip(), "correct": item.correct(text), "seconds": round(time.time() - t0, 1)}), flush=True)
-main()
+
+
+if __name__ == "__main__":
+    main()

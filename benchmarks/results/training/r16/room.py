@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 
-def no_room(model, state, prompt_ids, max_new_tokens):
+def no_room(model, state, prompt_ids, max_new_tokens, eng=None):
     """The final chunk as the runtime laid it out before final_chunk: up to chunk_size tokens."""
     from comet_models.chunked import Engine
     from comet_models.runtime import _close_chunks
@@ -36,16 +36,20 @@ def no_room(model, state, prompt_ids, max_new_tokens):
     return state, text
 
 
-def short_tail(model, state, prompt_ids, max_new_tokens, keep: int = 24):
-    """The final chunk holds only the last `keep` document tokens before the prompt."""
+def cut_tail(model, state, keep: int):
+    """`state` with all but the last `keep` pending document tokens closed into memory."""
     from comet_models.chunked import Engine
     from comet_models.runtime import _close_chunks
 
-    if len(state.pending) > keep:
-        over = len(state.pending) - keep
-        state = _close_chunks(Engine(model), state, state.pending[:over], None)
-        state = replace(state, pending=state.pending[over:])
-    return no_room(model, state, prompt_ids, max_new_tokens)
+    if len(state.pending) <= keep:
+        return state
+    over = len(state.pending) - keep
+    return replace(_close_chunks(Engine(model), state, state.pending[:over], None), pending=state.pending[over:])
+
+
+def short_tail(model, state, prompt_ids, max_new_tokens, eng=None, keep: int = 24):
+    """The final chunk holds only the last `keep` document tokens before the prompt."""
+    return no_room(model, cut_tail(model, state, keep), prompt_ids, max_new_tokens)
 
 
 def main() -> None:

@@ -9,11 +9,11 @@ whole tail (a full chunk at the grid's lengths). The committed results were reco
     python benchmarks/results/training/r16/tail_opening.py runs/r16-first/model --lengths 4096 --tails full,24,48,96
 """
 import argparse, json, os, sys, time
-from dataclasses import replace
 from pathlib import Path
 import torch
 
-LEAD_IN = "The document begins below. Read it closely: questions about any part of it will follow.\n\n"
+from opening import opened  # this folder's scripts: the opening chunk
+from room import cut_tail
 
 
 def main():
@@ -24,8 +24,7 @@ def main():
     from comet_cli.eval.methods import Answerer
     from comet_cli.eval.passkey import grid_sample
     from comet_models.convert import load_comet
-    from comet_models.runtime import feed, generate, new_state, _close_chunks
-    from comet_models.chunked import Engine
+    from comet_models.runtime import feed, generate
     model, tok = load_comet(a.model, dtype=torch.bfloat16)
     ans = Answerer(model, tok, "comet")
     data = Path(os.environ.get("COMET_DATA", "../shared/data"))
@@ -37,17 +36,15 @@ def main():
             for d in [float(x) for x in a.depths.split(",")]:
                 pos = round(d * len(fill))
                 t0 = time.time()
-                opening = prefix + tok(LEAD_IN, add_special_tokens=False)["input_ids"]
-                st = _close_chunks(Engine(model), new_state(model), opening, None)
-                st = feed(model, replace(st, tokens=len(opening)), fill[:pos] + needle + fill[pos:])
+                st = feed(model, opened(model, tok, prefix), fill[:pos] + needle + fill[pos:])
                 for t in a.tails.split(","):
-                    x = st
-                    if t != "full" and len(x.pending) > int(t):
-                        k = len(x.pending) - int(t)
-                        x = replace(_close_chunks(Engine(model), x, x.pending[:k], None), pending=x.pending[k:])
+                    x = st if t == "full" else cut_tail(model, st, int(t))
                     ids = list(generate(model, x, suffix, max_new_tokens=12, stop=set(ans.stop)))
                     text = tok.decode(ids, skip_special_tokens=True)
                     print(json.dumps({"length": length, "sample": s, "depth": d, "tail": t, "pending": len(st.pending),
                                       "key": item.answer, "answer": text.strip(), "correct": item.correct(text),
                                       "seconds": round(time.time() - t0, 1)}), flush=True)
-main()
+
+
+if __name__ == "__main__":
+    main()
