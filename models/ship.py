@@ -11,7 +11,8 @@ token rows), that sum as one exact low-rank factor pair per weight:
 so a few MB stand for the tens of MB of changed base weights. `apply_base_deltas` adds them.
 A long curriculum stacks many ranks; `rank=R` keeps each sum's best rank-R approximation (an exact
 SVD of the product, computed from the factors) and reports the relative error it leaves, and
-`dtype=torch.bfloat16` halves the file.
+`dtype=torch.bfloat16` halves the file; `delta_dtype=torch.float16` halves only the factors (the bulk),
+keeping the memory modules and token rows exact in float32.
 
     python -m comet_models.ship runs/default-s1 runs/default-s2 runs/default-s3 -o OUT.safetensors
     python -m comet_models.ship runs/s1 ... runs/s7 -o OUT.safetensors --rank 48 --dtype bfloat16
@@ -78,9 +79,11 @@ def truncate(a: torch.Tensor, b: torch.Tensor, rank: int) -> tuple[torch.Tensor,
     return a2.float().contiguous(), b2.float().contiguous(), err
 
 
-def pack(runs: list[Path], out: Path, rank: int | None = None, dtype: torch.dtype | None = None) -> dict:
+def pack(runs: list[Path], out: Path, rank: int | None = None, dtype: torch.dtype | None = None,
+         delta_dtype: torch.dtype | None = None) -> dict:
     """Write the shipped file from stage runs (oldest first); returns a summary. `rank` truncates
-    each stacked delta (see `truncate`); `dtype` casts every floating tensor in the file."""
+    each stacked delta (see `truncate`); `dtype` casts every floating tensor in the file, and
+    `delta_dtype` (default: `dtype`) the delta factors."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -101,8 +104,11 @@ def pack(runs: list[Path], out: Path, rank: int | None = None, dtype: torch.dtyp
             errors.append(err)
         tensors[f"{DELTA_PREFIX}{name}.A"] = a
         tensors[f"{DELTA_PREFIX}{name}.B"] = b
-    if dtype is not None:
-        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+    def cast(k: str, v: torch.Tensor) -> torch.Tensor:
+        to = delta_dtype if delta_dtype is not None and k.startswith(DELTA_PREFIX) else dtype
+        return v.to(to) if to is not None and v.is_floating_point() else v
+
+    tensors = {k: cast(k, v) for k, v in tensors.items()}
     metadata["training"] = STAGE_SEPARATOR.join(_training_note(r) for r in runs)
     metadata["stages"] = json.dumps([s for r in runs for s in _stage_names(r)])
     if rank is not None:
@@ -169,11 +175,14 @@ def main() -> None:
     ap.add_argument("--rank", type=int, default=None, help="keep each delta's best rank-R approximation")
     ap.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                     help="store every tensor in this dtype (default: as trained)")
+    ap.add_argument("--delta-dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                    help="store the delta factors (most of the file) in this dtype instead")
     args = ap.parse_args()
     if args.rank is not None and args.rank < 1:
         ap.error("--rank must be at least 1")
     dtype = getattr(torch, args.dtype) if args.dtype else None
-    print(json.dumps(pack(args.runs, args.output, rank=args.rank, dtype=dtype)))
+    delta_dtype = getattr(torch, args.delta_dtype) if args.delta_dtype else None
+    print(json.dumps(pack(args.runs, args.output, rank=args.rank, dtype=dtype, delta_dtype=delta_dtype)))
 
 
 if __name__ == "__main__":

@@ -164,3 +164,22 @@ def test_pack_with_rank_and_dtype_still_converts(tmp_path, tiny_hf_folder, monke
     with torch.no_grad():
         got, want = _logits(rebuilt, ids), _logits(exported, ids)
     assert float(got) == pytest.approx(float(want), rel=5e-3)  # close, not exact: rank 3 of 6, bf16
+
+
+def test_delta_dtype_casts_only_the_factors(tmp_path, tiny_hf_folder, monkeypatch):
+    """float32 memory weights beside float16 factors: the shipped default's mix (exact memory modules
+    and token rows, the bulk of the file halved)."""
+    from comet_models.ship import DELTA_PREFIX, pack
+
+    monkeypatch.setenv("COMET_HOME", str(tmp_path / "home"))
+    torch.set_num_threads(1)
+    s1 = _stage(tmp_path, "s1", tiny_hf_folder, rank=2)
+    mixed, plain = tmp_path / "mixed.safetensors", tmp_path / "plain.safetensors"
+    pack([s1], mixed, dtype=torch.float32, delta_dtype=torch.float16)
+    pack([s1], plain, dtype=torch.float32)
+    with safe_open(str(mixed), "pt") as f, safe_open(str(plain), "pt") as g:
+        kinds = {k.startswith(DELTA_PREFIX): f.get_tensor(k).dtype for k in f.keys() if f.get_tensor(k).is_floating_point()}
+        assert kinds == {True: torch.float16, False: torch.float32}
+        for k in f.keys():
+            want = g.get_tensor(k)
+            assert torch.equal(f.get_tensor(k).float(), want.to(f.get_tensor(k).dtype).float())
