@@ -225,3 +225,24 @@ def test_after_a_long_document_the_answer_has_room_in_the_final_chunk():
     # a document that fits in one chunk with its prompt stays whole there, however long the answer
     short = feed(model, new_state(model), doc[:20])
     assert final_chunk(model, short, prompt, max_new_tokens=30) == (short, doc[:20] + prompt)
+
+
+def test_doc_tail_keeps_only_a_short_tail_of_a_long_document_beside_the_prompt():
+    """doc_tail=N: N document tokens before the prompt, the rest read into memory first (the layout
+    pass-key retrieval works best with); the default keeps as much as the room allows."""
+    from comet_models.runtime import final_chunk
+    DOC_TAIL = 24
+    model = comet_model("llama", chunk_size=64)
+    C = model.comet_config.chunk_size
+    doc = sample(3 * C - 3, seed=5)[0][0].tolist()
+    state = feed(model, new_state(model), doc)
+    tail, prompt = state.pending, [7, 8, 9]
+    answer_from, text = final_chunk(model, state, prompt, max_new_tokens=8, doc_tail=DOC_TAIL)
+    assert (answer_from.chunks, text) == (3, tail[-DOC_TAIL:] + prompt)
+    assert next(generate(model, state, prompt, max_new_tokens=8, doc_tail=DOC_TAIL)) == \
+        _first_token(model, [doc[:C], doc[C:2 * C], tail[:-DOC_TAIL]], tail[-DOC_TAIL:] + prompt)
+    assert final_chunk(model, state, prompt, max_new_tokens=8)[1] == tail[-(C - 8 - 3):] + prompt
+    assert final_chunk(model, state, prompt, max_new_tokens=8, doc_tail=0)[1] == prompt
+    # a document that fits in one chunk with its prompt is still read whole there
+    short = feed(model, new_state(model), doc[:40])
+    assert final_chunk(model, short, prompt, max_new_tokens=8, doc_tail=DOC_TAIL) == (short, doc[:40] + prompt)

@@ -51,7 +51,7 @@ def main() -> None:
                 # the document loses as many tokens at its end, so the total length, and with it the
                 # question's chunk and its fill, stay as in the grid: only the key's chunk moves
                 state = feed(model, new_state(model), prefix + extra + needle + fill[:len(fill) - lead])
-                ids = list(generate(model, state, suffix, max_new_tokens=12, stop=set(ans.stop)))
+                ids = list(generate(model, state, suffix, max_new_tokens=12, stop=set(ans.stop), doc_tail=None))
                 text = tok.decode(ids, skip_special_tokens=True)
                 print(json.dumps({"length": length, "sample": s, "lead": lead, "prefix": len(prefix),
                                   "key": item.answer, "answer": text.strip(), "correct": item.correct(text),

@@ -55,7 +55,7 @@ def main():
                     st = feed(model, new_state(model), prefix + lead + needle + fill[:len(fill) - len(lead)])
                 elif v == "frame+neutral":  # frame + neutral sentence once, closed short
                     st = feed(model, opened(model, tok, prefix), needle + fill[:len(fill) - len(prefix) - len(neutral)])
-                ids = list(generate(model, st, suffix, max_new_tokens=12, stop=set(ans.stop)))
+                ids = list(generate(model, st, suffix, max_new_tokens=12, stop=set(ans.stop), doc_tail=None))
                 text = tok.decode(ids, skip_special_tokens=True)
                 print(json.dumps({"length": length, "sample": s, "variant": v, "prefix": len(prefix), "key": item.answer,
                                   "answer": text.strip(), "correct": item.correct(text), "seconds": round(time.time() - t0, 1)}), flush=True)

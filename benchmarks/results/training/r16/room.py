@@ -4,9 +4,10 @@ prefix, so frame + document end a chunk), then asked twice:
 
 - none: the final chunk is the last chunk_size tokens of document + question (the runtime before
   `runtime.final_chunk`): the answer's tokens lie past the chunk, where training never put them;
-- room: `runtime.final_chunk` (12 positions kept free for the 12-token answer budget);
+- room: `runtime.final_chunk` with doc_tail=None (12 positions kept free for the 12-token answer budget);
 - short (with --short): only the last 24 document tokens share the final chunk with the question, the
   rest closed into memory first (the grid's own layout, whatever the document's length).
+  The runtime offers it as `generate(..., doc_tail=24)`, not as its default (README: quality).
 
 Same keys, filler, question and depths as `comet eval passkey --depths 5`.
 
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 
 
-def no_room(model, state, prompt_ids, max_new_tokens, eng=None):
+def no_room(model, state, prompt_ids, max_new_tokens, eng=None, doc_tail=None):
     """The final chunk as the runtime laid it out before final_chunk: up to chunk_size tokens."""
     from comet_models.chunked import Engine
     from comet_models.runtime import _close_chunks
@@ -47,7 +48,7 @@ def cut_tail(model, state, keep: int):
     return replace(_close_chunks(Engine(model), state, state.pending[:over], None), pending=state.pending[over:])
 
 
-def short_tail(model, state, prompt_ids, max_new_tokens, eng=None, keep: int = 24):
+def short_tail(model, state, prompt_ids, max_new_tokens, eng=None, doc_tail=None, keep: int = 24):
     """The final chunk holds only the last `keep` document tokens before the prompt."""
     return no_room(model, cut_tail(model, state, keep), prompt_ids, max_new_tokens)
 
@@ -69,7 +70,10 @@ def main() -> None:
     ans = Answerer(model, tok, "comet")
     data = Path(os.environ.get("COMET_DATA", "../shared/data"))
     books = sorted(str(p) for p in (data / "books").glob("*.txt"))
-    room = R.final_chunk
+    runtime_final = R.final_chunk
+
+    def room(model, state, prompt_ids, max_new_tokens, eng=None, doc_tail=None):  # the room alone, as recorded
+        return runtime_final(model, state, prompt_ids, max_new_tokens, eng, doc_tail=None)
     for length in [int(x) for x in args.lengths.split(",")]:
         for s in range(args.samples):
             item, needle, fill = grid_sample(ans, books, length, 0, s)
@@ -87,7 +91,7 @@ def main() -> None:
                                       "pending": len(state.pending), "key": item.answer, "answer": text.strip(),
                                       "correct": item.correct(text), "seconds": round(time.time() - t0, 1)}),
                           flush=True)
-                R.final_chunk = room
+                R.final_chunk = runtime_final
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Grid samples (as `comet eval passkey --depths 5`) read with an opening chunk (th
 and LEAD_IN closed as a chunk of their own, the document from the next chunk on); before asking, the
 pending document tail is cut to the last `t` tokens (the rest closed as a chunk); t=full keeps the
 whole tail (a full chunk at the grid's lengths). The committed results were recorded before
-`runtime.final_chunk` kept room for the answer; with it, `full` leaves 12 positions free.
+`runtime.final_chunk` kept room for the answer; with it, `full` leaves 12 positions free (doc_tail=None:
+the runtime's short question chunk is not applied here).
 
     python benchmarks/results/training/r16/tail_opening.py runs/r16-first/model --lengths 4096 --tails full,24,48,96
 """
@@ -39,7 +40,7 @@ def main():
                 st = feed(model, opened(model, tok, prefix), fill[:pos] + needle + fill[pos:])
                 for t in a.tails.split(","):
                     x = st if t == "full" else cut_tail(model, st, int(t))
-                    ids = list(generate(model, x, suffix, max_new_tokens=12, stop=set(ans.stop)))
+                    ids = list(generate(model, x, suffix, max_new_tokens=12, stop=set(ans.stop), doc_tail=None))
                     text = tok.decode(ids, skip_special_tokens=True)
                     print(json.dumps({"length": length, "sample": s, "depth": d, "tail": t, "pending": len(st.pending),
                                       "key": item.answer, "answer": text.strip(), "correct": item.correct(text),
