@@ -99,8 +99,9 @@ def final_chunk(model, state: MemoryState, prompt_ids: Sequence[int], max_new_to
     of the key's five digits at every depth (benchmarks/results/training/r16/README.md). `doc_tail`
     keeps at most that many document tokens beside the prompt: with 24, r16 finds more planted keys
     (10/12 at 16k against 6/12 with a whole chunk of document there) but turns summaries and
-    multiple-choice answers into numbers, so the default (None) keeps as many as fit. What does not fit is closed into (a copy of) the memory first; a prompt longer than the room keeps its
-    place and the answer gets less. A document that fits in one chunk with the prompt is read in that
+    multiple-choice answers into numbers, so the default (None) keeps as many as fit. What does not
+    fit is closed into (a copy of) the memory first; a prompt longer than the room keeps its place and
+    the answer gets less. A document that fits in one chunk with the prompt is read in that
     chunk whole, however long the answer."""
     C = model.comet_config.chunk_size
     text = state.pending + list(prompt_ids)

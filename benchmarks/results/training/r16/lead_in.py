@@ -46,8 +46,7 @@ def main() -> None:
     data = Path(os.environ.get("COMET_DATA", "../shared/data"))
     books = sorted(str(p) for p in (data / "books").glob("*.txt"))
     lead_book = [str(data / "books" / "ulysses_pg4300.txt")]  # held out of training
-    from opening import LEAD_IN  # this folder's scripts: the opening chunk's neutral line
-    line = tok(LEAD_IN, add_special_tokens=False)["input_ids"]
+    from opening import neutral_tokens  # this folder's scripts: the opening chunk's neutral line
     for length in [int(x) for x in args.lengths.split(",")]:
         for s in range(args.samples):
             item, needle, fill = grid_sample(ans, books, length, 0, s)  # the grid's key and filler
@@ -55,7 +54,7 @@ def main() -> None:
             size = model.comet_config.chunk_size
             for lead in [size - len(prefix) if x == "chunk" else int(x) for x in args.lead.split(",")]:
                 if args.text == "line":
-                    extra = (line * (lead // len(line) + 1))[:lead]
+                    extra = neutral_tokens(tok, lead)
                 else:
                     extra = filler_tokens(ans, lead_book, lead, random.Random(f"lead:{s}")) if lead else []
                 # the document loses as many tokens at its end, so the total length, and with it the

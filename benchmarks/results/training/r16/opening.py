@@ -18,6 +18,12 @@ from dataclasses import replace
 LEAD_IN = "The document begins below. Read it closely: questions about any part of it will follow.\n\n"
 
 
+def neutral_tokens(tok, n: int) -> list[int]:
+    """LEAD_IN repeated to exactly n tokens: a lead-in that fills the rest of a chunk."""
+    line = tok(LEAD_IN, add_special_tokens=False)["input_ids"]
+    return (line * (n // len(line) + 1))[:n]
+
+
 def opened(model, tok, prefix: list[int]):
     """The memory after the opening chunk: `prefix` and LEAD_IN closed as a (short) chunk of their own."""
     from comet_models.chunked import Engine
@@ -51,7 +57,7 @@ def main():
                     st = replace(st, tokens=len(prefix))
                     st = feed(model, st, needle + fill[:len(fill) - len(prefix)])
                 elif v == "neutral":  # frame + repeated neutral sentence fills chunk 0
-                    lead = (neutral * (C // len(neutral) + 1))[:C - len(prefix)]
+                    lead = neutral_tokens(tok, C - len(prefix))
                     st = feed(model, new_state(model), prefix + lead + needle + fill[:len(fill) - len(lead)])
                 elif v == "frame+neutral":  # frame + neutral sentence once, closed short
                     st = feed(model, opened(model, tok, prefix), needle + fill[:len(fill) - len(prefix) - len(neutral)])

@@ -4,10 +4,10 @@ prefix, so frame + document end a chunk), then asked twice:
 
 - none: the final chunk is the last chunk_size tokens of document + question (the runtime before
   `runtime.final_chunk`): the answer's tokens lie past the chunk, where training never put them;
-- room: `runtime.final_chunk` with doc_tail=None (12 positions kept free for the 12-token answer budget);
-- short (with --short): only the last 24 document tokens share the final chunk with the question, the
-  rest closed into memory first (the grid's own layout, whatever the document's length).
-  The runtime offers it as `generate(..., doc_tail=24)`, not as its default (README: quality).
+- room: `runtime.final_chunk` (12 positions kept free for the 12-token answer budget);
+- short (with --short): `generate(..., doc_tail=24)`, only the last 24 document tokens share the final
+  chunk with the question, the rest closed into memory first (the grid's own layout, whatever the
+  document's length); not the runtime's default (README: quality).
 
 Same keys, filler, question and depths as `comet eval passkey --depths 5`.
 
@@ -20,7 +20,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -35,22 +34,6 @@ def no_room(model, state, prompt_ids, max_new_tokens, eng=None, doc_tail=None):
     if len(text) > C:
         state, text = _close_chunks(Engine(model), state, text[:len(text) - C], None), text[len(text) - C:]
     return state, text
-
-
-def cut_tail(model, state, keep: int):
-    """`state` with all but the last `keep` pending document tokens closed into memory."""
-    from comet_models.chunked import Engine
-    from comet_models.runtime import _close_chunks
-
-    if len(state.pending) <= keep:
-        return state
-    over = len(state.pending) - keep
-    return replace(_close_chunks(Engine(model), state, state.pending[:over], None), pending=state.pending[over:])
-
-
-def short_tail(model, state, prompt_ids, max_new_tokens, eng=None, doc_tail=None, keep: int = 24):
-    """The final chunk holds only the last `keep` document tokens before the prompt."""
-    return no_room(model, cut_tail(model, state, keep), prompt_ids, max_new_tokens)
 
 
 def main() -> None:
@@ -70,10 +53,7 @@ def main() -> None:
     ans = Answerer(model, tok, "comet")
     data = Path(os.environ.get("COMET_DATA", "../shared/data"))
     books = sorted(str(p) for p in (data / "books").glob("*.txt"))
-    runtime_final = R.final_chunk
-
-    def room(model, state, prompt_ids, max_new_tokens, eng=None, doc_tail=None):  # the room alone, as recorded
-        return runtime_final(model, state, prompt_ids, max_new_tokens, eng, doc_tail=None)
+    room = R.final_chunk
     for length in [int(x) for x in args.lengths.split(",")]:
         for s in range(args.samples):
             item, needle, fill = grid_sample(ans, books, length, 0, s)
@@ -82,16 +62,16 @@ def main() -> None:
             for depth in depths_grid(5):
                 t0, pos = time.time(), round(depth * len(fill))
                 state = R.feed(model, R.new_state(model), prefix + fill[:pos] + needle + fill[pos:])
-                layouts = [("none", no_room), ("room", room)] + ([("short", short_tail)] if args.short else [])
-                for name, layout in layouts:
+                layouts = [("none", no_room, None), ("room", room, None)] + ([("short", room, 24)] if args.short else [])
+                for name, layout, doc_tail in layouts:
                     R.final_chunk = layout
-                    ids = list(R.generate(model, state, suffix, max_new_tokens=12, stop=set(ans.stop)))
+                    ids = list(R.generate(model, state, suffix, max_new_tokens=12, stop=set(ans.stop), doc_tail=doc_tail))
                     text = tok.decode(ids, skip_special_tokens=True)
                     print(json.dumps({"length": length, "sample": s, "depth": depth, "final": name,
                                       "pending": len(state.pending), "key": item.answer, "answer": text.strip(),
                                       "correct": item.correct(text), "seconds": round(time.time() - t0, 1)}),
                           flush=True)
-                R.final_chunk = runtime_final
+                R.final_chunk = room
 
 
 if __name__ == "__main__":

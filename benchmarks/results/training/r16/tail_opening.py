@@ -4,8 +4,8 @@ Grid samples (as `comet eval passkey --depths 5`) read with an opening chunk (th
 and LEAD_IN closed as a chunk of their own, the document from the next chunk on); before asking, the
 pending document tail is cut to the last `t` tokens (the rest closed as a chunk); t=full keeps the
 whole tail (a full chunk at the grid's lengths). The committed results were recorded before
-`runtime.final_chunk` kept room for the answer; with it, `full` leaves 12 positions free (doc_tail=None:
-the runtime's short question chunk is not applied here).
+`runtime.final_chunk` kept room for the answer; with it, `full` leaves 12 positions free. A cut tail is
+`generate(..., doc_tail=t)`.
 
     python benchmarks/results/training/r16/tail_opening.py runs/r16-first/model --lengths 4096 --tails full,24,48,96
 """
@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 
 from opening import opened  # this folder's scripts: the opening chunk
-from room import cut_tail
 
 
 def main():
@@ -39,8 +38,8 @@ def main():
                 t0 = time.time()
                 st = feed(model, opened(model, tok, prefix), fill[:pos] + needle + fill[pos:])
                 for t in a.tails.split(","):
-                    x = st if t == "full" else cut_tail(model, st, int(t))
-                    ids = list(generate(model, x, suffix, max_new_tokens=12, stop=set(ans.stop), doc_tail=None))
+                    tail = None if t == "full" else int(t)
+                    ids = list(generate(model, st, suffix, max_new_tokens=12, stop=set(ans.stop), doc_tail=tail))
                     text = tok.decode(ids, skip_special_tokens=True)
                     print(json.dumps({"length": length, "sample": s, "depth": d, "tail": t, "pending": len(st.pending),
                                       "key": item.answer, "answer": text.strip(), "correct": item.correct(text),
