@@ -23,6 +23,9 @@ class CometConfig:
     rla_rank     r: rank of the residual low-rank adapters (8 in the paper).
     sink_tokens  leading positions of every chunk that hold a fixed attention-sink token (`sink_id`)
                  before the memory slots; 0 (the paper's layout) puts a memory slot at position 0.
+    initial_state  ours, not the paper's: a learned global state per layer before the first chunk,
+                 so the first chunk's write is gated like every later one (the paper's first write
+                 is not). The first chunk still reads no global memory; zero at conversion.
     """
 
     chunk_size: int = 512
@@ -31,6 +34,7 @@ class CometConfig:
     temp_budget: int = 64
     rla_rank: int = 8
     sink_tokens: int = 0
+    initial_state: bool = False
     # Filled in by convert/inject once the tokenizer has the new tokens.
     placeholder_id: int = -1
     temp_beacon_id: int = -1
@@ -59,11 +63,13 @@ class CometConfig:
         return self.sink_tokens + self.global_slots * 2 + self.temp_budget + self.chunk_size + self.beacons_per_chunk()
 
     def layout_dict(self) -> dict:
-        """The layout fields; `sink_tokens` only when set, so layouts (and fingerprints) of models
-        made before it existed are unchanged."""
+        """The layout fields; `sink_tokens` and `initial_state` only when set, so layouts (and
+        fingerprints) of models made before they existed are unchanged."""
         d = {k: getattr(self, k) for k in ("chunk_size", "global_slots", "temp_stride", "temp_budget", "rla_rank")}
         if self.sink_tokens:
             d["sink_tokens"] = self.sink_tokens
+        if self.initial_state:
+            d["initial_state"] = True
         return d
 
     def to_dict(self) -> dict:

@@ -27,7 +27,8 @@ class MemoryLayer(nn.Module):
     def __init__(self, base_layer: nn.Module, hidden: int, cfg: CometConfig):
         super().__init__()
         self.base_layer = base_layer
-        self.comet_memory = MemoryModules(hidden, cfg.rla_rank)
+        self.comet_memory = MemoryModules(hidden, cfg.rla_rank,
+                                           initial_slots=cfg.global_slots if cfg.initial_state else 0)
         self.comet_cfg = cfg
         ref = next(base_layer.parameters())
         self.comet_memory.to(device=ref.device, dtype=ref.dtype)

@@ -5,6 +5,7 @@ the temp beacons:
 
     R~  = RMSNorm_g(R)                                     (B, G, H)
     S_k = R~                                   if k == 0   (first write: no gate)
+          (with `initial_state`, ours: S_{-1} is a learned (G, H) per layer and k == 0 is gated too)
     S_k = g * S_{k-1} + (1 - g) * R~,  g = sigmoid(W_g [R~; S_{k-1}])   one scalar per slot
           (training may raise g to a power m >= 1: `train.gate_dilation`, see update_global)
     Gmem_k = S_k + U_g D_g S_k                             rank-r residual projection (RLA)
@@ -39,8 +40,11 @@ class LowRankResidual(nn.Module):
 class MemoryModules(nn.Module):
     """The 36*H + 4*r*H new parameters of one layer (METHOD.md section 7)."""
 
-    def __init__(self, hidden: int, rank: int = 8, eps: float = 1e-6):
+    def __init__(self, hidden: int, rank: int = 8, eps: float = 1e-6, initial_slots: int = 0):
         super().__init__()
+        # A learned state before the first chunk (CometConfig.initial_state): the first write is
+        # then gated like every later one. Zero at conversion; never read by the first chunk.
+        self.initial_state = nn.Parameter(torch.zeros(initial_slots, hidden)) if initial_slots else None
         self.global_norm = nn.RMSNorm(hidden, eps=eps)
         self.gate = nn.Linear(2 * hidden, 1, bias=False)
         nn.init.normal_(self.gate.weight, std=0.02)
@@ -60,7 +64,9 @@ class MemoryModules(nn.Module):
         were m chunks: a slot then has to keep for m times as many writes as the sample has."""
         r = self.global_norm(readout)
         if state is None:
-            return r
+            if self.initial_state is None:
+                return r
+            state = self.initial_state.to(r.dtype).expand(r.shape[0], -1, -1)
         # (B, G, 2H) -> (B, G, 1): one gate value per slot
         g = torch.sigmoid(self.gate(torch.cat([r, state.to(r.dtype)], dim=-1)))
         if gate_power != 1.0:

@@ -96,10 +96,11 @@ def reference_forward(model, input_ids: torch.Tensor, chunk_sizes: list[int], ke
             new_state = []
             for j, r in enumerate(readouts):
                 rn = _rms(r, mm.global_norm.weight, mm.global_norm.eps)
-                if states[l] is None:
+                init = mm.initial_state
+                if states[l] is None and init is None:
                     new_state.append(rn)
                 else:
-                    old = states[l][:, j]
+                    old = states[l][:, j] if states[l] is not None else init[j].to(rn.dtype).expand_as(rn)
                     g = torch.sigmoid(torch.cat([rn, old], -1) @ mm.gate.weight[0])[:, None] ** gate_power
                     new_state.append(g * old + (1 - g) * rn)
             if new_state:

@@ -66,6 +66,7 @@ def describe(path) -> dict:
         "parameters": {"base": base, "added": added, "added_fraction": round(added / max(base, 1), 6)},
         "layout": {"chunk_size": C, "global_slots": G, "temp_stride": s, "temp_budget": BT,
                    "rla_rank": comet["rla_rank"], "sink_tokens": comet.get("sink_tokens", 0),
+                   "initial_state": bool(comet.get("initial_state", False)),
                    "temp_beacons_per_chunk": beacons,
                    "max_positions_per_chunk": comet.get("sink_tokens", 0) + 2 * G + BT + C + beacons},
         "memory_state_bytes": state_bytes,

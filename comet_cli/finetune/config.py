@@ -44,6 +44,7 @@ class MemorySection:
     temp_budget: int | None = None
     rla_rank: int | None = None
     sink_tokens: int | None = None
+    initial_state: bool | None = None
 
     def apply(self, base: CometConfig) -> CometConfig:
         """`base` with the set fields replaced."""
