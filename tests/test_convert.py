@@ -84,6 +84,21 @@ def test_cli_convert_with_a_sink_token(tiny_hf_folder, tmp_path, capsys, smollm2
     assert model.comet_config.sink_tokens == 1
 
 
+def test_cli_convert_with_an_initial_state(tiny_hf_folder, tmp_path, capsys):
+    out = tmp_path / "i"
+    code, _, err = run_cli(["convert", str(tiny_hf_folder), "-o", str(out), "--initial-state"], capsys)
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["comet"]["initial_state"] is True
+    code, stdout, _ = run_cli(["info", str(out), "--json"], capsys)
+    assert json.loads(stdout)["layout"]["initial_state"] is True
+    from comet_models.convert import load_comet
+    from comet_models.inject import memory_layers
+
+    model, _ = load_comet(out)  # the zero states travel in comet_memory.safetensors and load strictly
+    states = [layer.comet_memory.initial_state for layer in memory_layers(model)]
+    assert model.comet_config.initial_state and all(s is not None and not s.any() for s in states)
+
+
 @pytest.mark.parametrize("case", ["missing", "no_config", "corrupt_safetensors", "corrupt_gguf", "unsupported",
                                   "not_a_model_file"])
 def test_bad_sources_fail_with_one_line_and_leave_nothing(case, tiny_hf_folder, tmp_path, capsys):

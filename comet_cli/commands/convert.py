@@ -20,13 +20,16 @@ from comet_cli import console
 @click.option("--sink-tokens", type=click.IntRange(0),
               help="Fixed attention-sink tokens at the start of every chunk, before the memory slots "
                    "(default 0, the paper's layout).")
+@click.option("--initial-state", is_flag=True, default=None,
+              help="A learned global state per layer before the first chunk (zero until trained), so the "
+                   "first chunk's memory write is gated like every later one (ours; the paper's is not).")
 @click.option("--memory-weights", type=click.Path(exists=True, dir_okay=False),
               help="Trained memory weights (.safetensors from `comet finetune`) to include.")
 @click.option("--untrained", is_flag=True,
               help="Without SRC: leave out the shipped trained weights (fresh memory, base weights as released).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def convert(src, out, force, chunk_size, global_slots, temp_stride, temp_budget, sink_tokens, memory_weights,
-            untrained, as_json):
+def convert(src, out, force, chunk_size, global_slots, temp_stride, temp_budget, sink_tokens, initial_state,
+            memory_weights, untrained, as_json):
     """Convert a Hugging Face causal LM into a CoMeT model folder.
 
     SRC is a model folder (config.json + safetensors, sharded or not) or a .gguf file.
@@ -46,7 +49,8 @@ def convert(src, out, force, chunk_size, global_slots, temp_stride, temp_budget,
     from comet_models.convert import convert_model, shipped_memory_weights, weights_layout
 
     layout = {k: v for k, v in dict(chunk_size=chunk_size, global_slots=global_slots, temp_stride=temp_stride,
-                                      temp_budget=temp_budget, sink_tokens=sink_tokens).items() if v is not None}
+                                      temp_budget=temp_budget, sink_tokens=sink_tokens,
+                                      initial_state=initial_state).items() if v is not None}
     shipped = shipped_memory_weights() if src is None and memory_weights is None and not untrained else None
     if shipped is not None:
         trained = weights_layout(shipped)
