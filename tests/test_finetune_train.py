@@ -304,3 +304,20 @@ def test_two_ranks_match_one_process_at_step_1(recipe_file, tmp_path):
     assert two.returncode == 0, two.stderr[-2000:]
     a, b = losses(tmp_path / "one")[1], losses(tmp_path / "two")[1]
     assert b == pytest.approx(a, rel=1e-5)
+
+
+def test_opening_tokens_close_the_frame_as_a_chunk_of_its_own():
+    from comet_cli.finetune.config import DataSection
+    from comet_cli.finetune.data import Sample
+
+    sample = Sample(list(range(300)), [-100] * 300)
+    plain = DataSection(max_chunks=8, planner={"fixed": 1.0})
+    opened = DataSection(max_chunks=8, planner={"fixed": 1.0}, opening_tokens=24)
+    for step in range(1, 6):
+        a = T.plan_sample_chunks(sample, 64, plain, 0, step, 0, 1, frozenset())
+        b = T.plan_sample_chunks(sample, 64, opened, 0, step, 0, 1, frozenset())
+        assert sum(a) == sum(b) == 300 and a[0] == 64
+        assert b[0] == 24 and b[1:] == T.plan_sample_chunks(Sample(list(range(276)), [-100] * 276), 64,
+                                                            plain, 0, step, 0, 1, frozenset())
+    short = Sample(list(range(20)), [-100] * 20)  # no longer than the opening: planned as usual
+    assert T.plan_sample_chunks(short, 64, opened, 0, 1, 0, 1, frozenset()) == [20]

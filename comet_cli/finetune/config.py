@@ -82,7 +82,10 @@ class DataSection:
     whole_chunks: false draws any length in ((min_chunks - 1) * chunk_size, max_tokens] instead, so the
     question and answer sit anywhere in a final chunk of any fill, as in `comet ask` (whole chunks
     put them at the end of an almost full one, and the answers then depend on where they fall).
-    planner: {strategy: weight} for every length, or None for METHOD.md 8.3's table."""
+    planner: {strategy: weight} for every length, or None for METHOD.md 8.3's table.
+    opening_tokens: N > 0 closes the first N tokens of every sample as a chunk of their own and plans
+    the rest as usual (so a chat sample's frame, SmolLM2's 24-token prefix, is read as an opening chunk
+    and no document text is in the first chunk)."""
 
     sources: list[SourceSpec] = field(default_factory=list)
     max_tokens: int = 4096
@@ -91,6 +94,7 @@ class DataSection:
     seed: int = 0
     planner: dict[str, float] | None = None
     whole_chunks: bool = True
+    opening_tokens: int = 0
 
 
 @dataclass
@@ -262,6 +266,8 @@ def validate_recipe(recipe: Recipe, where: str = "recipe") -> None:
             raise bad(f"{key}.depth", f"must be [low, high] with 0 <= low <= high <= 1, got {src.depth}")
         if len(src.passage_tokens) != 2 or not 1 <= src.passage_tokens[0] <= src.passage_tokens[1]:
             raise bad(f"{key}.passage_tokens", f"must be [low, high] with 1 <= low <= high, got {src.passage_tokens}")
+    if d.opening_tokens < 0:
+        raise bad("data.opening_tokens", f"must be >= 0 (0: off), got {d.opening_tokens}")
     if not 1 <= d.min_chunks <= d.max_chunks:
         raise bad("data.min_chunks", f"need 1 <= min_chunks <= max_chunks, got {d.min_chunks} and {d.max_chunks}")
     if d.max_tokens < 1:
@@ -311,7 +317,8 @@ def recipe_to_yaml(recipe: Recipe) -> str:
 VOLATILE_KEYS = ("train.steps", "train.log_every", "train.output_dir", "train.device", "train.max_minutes",
                  "checkpoint", "eval", "parallel")
 # Keys added after checkpoints existed: left out of the fingerprint at their default, so those resume.
-LATER_DEFAULTS = {"train.fifo_dropout": 0.0, "train.gate_dilation": 1.0, "data.whole_chunks": True}
+LATER_DEFAULTS = {"train.fifo_dropout": 0.0, "train.gate_dilation": 1.0, "data.whole_chunks": True,
+                  "data.opening_tokens": 0, "memory.initial_state": None}
 
 
 def recipe_fingerprint(recipe: Recipe) -> str:

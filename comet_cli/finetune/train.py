@@ -213,10 +213,14 @@ def chunk_plan(run: Run, sample: Sample, step: int, index: int) -> list[int]:
 def plan_sample_chunks(sample: Sample, chunk_size: int, data, seed: int, step: int, index: int, world: int,
                        boundaries: frozenset) -> list[int]:
     """Chunk sizes from an RNG seeded by (seed, step, index), so a resumed run and --dry-run cut
-    the same way; a pipeline gets at least `world` chunks (an even split if the plan has fewer)."""
+    the same way; a pipeline gets at least `world` chunks (an even split if the plan has fewer).
+    data.opening_tokens closes that many first tokens as a chunk of their own."""
     rng = random.Random(f"plan:{seed}:{step}:{index}")
     flags = [t in boundaries for t in sample.input_ids] if boundaries else None
-    _, sizes = plan_sample(len(sample.input_ids), chunk_size, data.max_chunks, rng, data.planner, boundaries=flags)
+    head = data.opening_tokens if 0 < data.opening_tokens < len(sample.input_ids) - 1 else 0
+    _, sizes = plan_sample(len(sample.input_ids) - head, chunk_size, data.max_chunks, rng, data.planner,
+                           boundaries=flags[head:] if flags else None)
+    sizes = ([head] if head else []) + list(sizes)
     if len(sizes) < world:
         n = len(sample.input_ids)
         if n < world:
