@@ -15,5 +15,10 @@ case $kind in
   init) run_stage "$core" "runs/r17-$kind" benchmarks/results/training/r17/init.recipe.yaml model.source="$from" \
       train.max_minutes="${MINUTES:-60}" train.dtype=float32 data.min_chunks=2 data.max_chunks=16 \
       data.max_tokens=4096 train.gate_dilation=256 train.seed=19 data.seed=19 data.whole_chunks=false ;;
-  *) echo "train.sh: unknown run '$kind' (init)" >&2; exit 2 ;;
+  # r18 open: the same from the shipped default itself (FROM runs/r16-mixed/model), the chat frame's 24
+  # tokens closed as chunk 0 of every sample (r18/open.recipe.yaml), seed 19
+  open) run_stage "$core" "runs/r18-$kind" benchmarks/results/training/r18/open.recipe.yaml model.source="$from" \
+      train.max_minutes="${MINUTES:-60}" train.dtype=float32 data.min_chunks=2 data.max_chunks=16 \
+      data.max_tokens=4096 train.gate_dilation=256 train.seed=19 data.seed=19 data.whole_chunks=false ;;
+  *) echo "train.sh: unknown run '$kind' (init, open)" >&2; exit 2 ;;
 esac
