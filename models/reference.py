@@ -94,13 +94,15 @@ def reference_forward(model, input_ids: torch.Tensor, chunk_sizes: list[int], ke
             h = out[0] if isinstance(out, (tuple, list)) else out
             readouts = [h[:, p] for p, r in enumerate(roles) if r == "R"]
             new_state = []
+            prev = states[l]  # (B, G, H); before the first chunk the learned initial state, if any
+            if prev is None and mm.initial_state is not None:
+                prev = mm.initial_state.expand(h.shape[0], -1, -1)
             for j, r in enumerate(readouts):
                 rn = _rms(r, mm.global_norm.weight, mm.global_norm.eps)
-                init = mm.initial_state
-                if states[l] is None and init is None:
+                if prev is None:
                     new_state.append(rn)
                 else:
-                    old = states[l][:, j] if states[l] is not None else init[j].to(rn.dtype).expand_as(rn)
+                    old = prev[:, j].to(rn.dtype)
                     g = torch.sigmoid(torch.cat([rn, old], -1) @ mm.gate.weight[0])[:, None] ** gate_power
                     new_state.append(g * old + (1 - g) * rn)
             if new_state:
