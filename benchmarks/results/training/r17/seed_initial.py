@@ -8,6 +8,7 @@ training takes it from there. Everything else is copied unchanged.
 
     python benchmarks/results/training/r17/seed_initial.py runs/r16-mixed/model runs/r17-seed/model
 """
+import dataclasses
 import json
 import shutil
 import sys
@@ -15,7 +16,6 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "r16"))
 from opening import neutral_tokens  # noqa: E402
@@ -23,7 +23,8 @@ from opening import neutral_tokens  # noqa: E402
 
 def main() -> None:
     src, out = Path(sys.argv[1]), Path(sys.argv[2])
-    from comet_models.convert import MEMORY_FILE, load_comet
+    from comet_models.convert import MEMORY_FILE, load_comet, model_fingerprint, save_memory_weights
+    from comet_models.inject import memory_layers
     from comet_models.runtime import chat_frame, feed, new_state
 
     model, tok = load_comet(src)
@@ -33,25 +34,19 @@ def main() -> None:
     state = feed(model, new_state(model), ids)
     assert state.chunks == 1, state.chunks
     mems = state.layer_memories("cpu", torch.float32)
-    shutil.copytree(src, out, dirs_exist_ok=False)
+    for layer, mem in zip(memory_layers(model), mems, strict=True):
+        layer.comet_memory.initial_state = torch.nn.Parameter(mem.global_state[0].float().clone())
+    model.comet_config = dataclasses.replace(model.comet_config, initial_state=True)
     with safe_open(str(src / MEMORY_FILE), framework="pt") as f:
-        md = f.metadata()
-        sd = {k: f.get_tensor(k) for k in f.keys()}
-    layer_keys = sorted({k.split(".comet_memory.")[0] for k in sd if ".comet_memory." in k},
-                        key=lambda k: int(k.rsplit(".", 1)[-1]))
-    assert len(layer_keys) == len(mems)
-    for key, mem in zip(layer_keys, mems):
-        sd[f"{key}.comet_memory.initial_state"] = mem.global_state[0].float().contiguous()
-    comet = {**json.loads(md["comet"]), "initial_state": True}
-    md = {**md, "comet": json.dumps(comet)}
-    save_file(sd, str(out / MEMORY_FILE), metadata=md)
+        training = {k: v for k, v in (f.metadata() or {}).items() if k == "training"}
+    shutil.copytree(src, out, dirs_exist_ok=False)
+    save_memory_weights(model, out / MEMORY_FILE, training)
     conf = json.loads((out / "config.json").read_text())
-    conf["comet"]["initial_state"] = True
-    conf["comet"]["memory_weights"] = conf["comet"]["memory_weights"] + " + initial state from a lead-in chunk"
+    conf["comet"].update(initial_state=True, fingerprint=model_fingerprint(model),
+                         memory_weights=conf["comet"]["memory_weights"] + " + initial state from a lead-in chunk")
     (out / "config.json").write_text(json.dumps(conf, indent=2))
     seeded, _ = load_comet(out)  # loads strictly: every layer has its initial state
-    conf["comet"]["fingerprint"] = seeded.comet_fingerprint
-    (out / "config.json").write_text(json.dumps(conf, indent=2))
+    assert seeded.comet_fingerprint == conf["comet"]["fingerprint"]
     norms = [round(m.global_state.float().norm(dim=-1).mean().item(), 2) for m in mems]
     print(json.dumps({"out": str(out), "fingerprint": seeded.comet_fingerprint, "layers": len(mems),
                       "slot_norm_first_last": [norms[0], norms[-1]]}))
