@@ -24,13 +24,17 @@ def neutral_tokens(tok, n: int) -> list[int]:
     return (line * (n // len(line) + 1))[:n]
 
 
-def opened(model, tok, prefix: list[int]):
-    """The memory after the opening chunk: `prefix` and LEAD_IN closed as a (short) chunk of their own."""
+def closed(model, ids: list[int]):
+    """The memory after `ids` closed as a (short) first chunk of their own."""
     from comet_models.chunked import Engine
     from comet_models.runtime import _close_chunks, new_state
 
-    opening = prefix + tok(LEAD_IN, add_special_tokens=False)["input_ids"]
-    return replace(_close_chunks(Engine(model), new_state(model), opening, None), tokens=len(opening))
+    return replace(_close_chunks(Engine(model), new_state(model), ids, None), tokens=len(ids))
+
+
+def opened(model, tok, prefix: list[int]):
+    """The memory after the opening chunk: `prefix` and LEAD_IN closed as a (short) chunk of their own."""
+    return closed(model, prefix + tok(LEAD_IN, add_special_tokens=False)["input_ids"])
 
 
 def main():
@@ -38,8 +42,7 @@ def main():
     from comet_cli.eval.methods import Answerer
     from comet_cli.eval.passkey import grid_sample
     from comet_models.convert import load_comet
-    from comet_models.runtime import feed, generate, new_state, _close_chunks
-    from comet_models.chunked import Engine
+    from comet_models.runtime import feed, generate, new_state
     model, tok = load_comet(model_dir, dtype=torch.bfloat16)
     ans = Answerer(model, tok, "comet")
     data = Path(os.environ.get("COMET_DATA", "../shared/data"))
@@ -53,9 +56,7 @@ def main():
             for v in variants:
                 t0 = time.time()
                 if v == "frame":   # frame alone as chunk 0; doc loses len(prefix) at its end
-                    st = _close_chunks(Engine(model), new_state(model), prefix, None)
-                    st = replace(st, tokens=len(prefix))
-                    st = feed(model, st, needle + fill[:len(fill) - len(prefix)])
+                    st = feed(model, closed(model, prefix), needle + fill[:len(fill) - len(prefix)])
                 elif v == "neutral":  # frame + repeated neutral sentence fills chunk 0
                     lead = neutral_tokens(tok, C - len(prefix))
                     st = feed(model, new_state(model), prefix + lead + needle + fill[:len(fill) - len(lead)])

@@ -14,10 +14,12 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "r16"))
+from opening import closed  # noqa: E402  the r16 scripts' opening chunk: ids closed as chunk 0
 
 
 def main() -> None:
@@ -31,9 +33,8 @@ def main() -> None:
     args = ap.parse_args()
     from comet_cli.eval.methods import Answerer
     from comet_cli.eval.passkey import grid_sample
-    from comet_models.chunked import Engine
     from comet_models.convert import load_comet
-    from comet_models.runtime import _close_chunks, feed, generate, new_state
+    from comet_models.runtime import feed, generate, new_state
 
     model, tok = load_comet(args.model, dtype=getattr(torch, args.dtype))
     ans = Answerer(model, tok, "comet")
@@ -48,8 +49,7 @@ def main() -> None:
                 if args.frame == "closed":
                     doc = fill[:len(fill) - len(prefix)]
                     pos = round(depth * len(doc))
-                    state = replace(_close_chunks(Engine(model), new_state(model), prefix, None), tokens=len(prefix))
-                    state = feed(model, state, doc[:pos] + needle + doc[pos:])
+                    state = feed(model, closed(model, prefix), doc[:pos] + needle + doc[pos:])
                 else:
                     pos = round(depth * len(fill))
                     state = feed(model, new_state(model), prefix + fill[:pos] + needle + fill[pos:])
