@@ -20,5 +20,10 @@ case $kind in
   open) run_stage "$core" "runs/r18-$kind" benchmarks/results/training/r18/open.recipe.yaml model.source="$from" \
       train.max_minutes="${MINUTES:-60}" train.dtype=float32 data.min_chunks=2 data.max_chunks=16 \
       data.max_tokens=4096 train.gate_dilation=256 train.seed=19 data.seed=19 data.whole_chunks=false ;;
-  *) echo "train.sh: unknown run '$kind' (init, open)" >&2; exit 2 ;;
+  # r19 first: the shipped default (FROM runs/r16-mixed/model) in its own layout with 40% of samples' keys
+  # in the document's first 2% (r19/first.recipe.yaml), seed 20
+  first) run_stage "$core" "runs/r19-$kind" benchmarks/results/training/r19/first.recipe.yaml model.source="$from" \
+      train.max_minutes="${MINUTES:-60}" train.dtype=float32 data.min_chunks=2 data.max_chunks=16 \
+      data.max_tokens=4096 train.gate_dilation=256 train.seed=20 data.seed=20 data.whole_chunks=false ;;
+  *) echo "train.sh: unknown run '$kind' (init, open, first)" >&2; exit 2 ;;
 esac

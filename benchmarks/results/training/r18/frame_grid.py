@@ -3,7 +3,10 @@
 Same keys, filler and question as `comet eval passkey --depths 5` (sample s of each length). The chat
 frame's prefix (24 tokens for SmolLM2) is closed as chunk 0, then the document, which gives up as many
 tokens at its end (so the question's chunk is filled as in the grid), with the key at each depth.
---frame open reads prefix and document as one stream instead, exactly as the grid does.
+--frame open reads prefix and document as one stream instead, exactly as the grid does. --frame seeded
+reads them so too, but the first chunk already has global memory in its soft prompt: the state one chunk
+of the chat frame and the neutral lead-in line leaves (r17's seed), without its FIFO, so no chunk is read
+with an empty soft prompt (what a learned initial state read by chunk 0 would start from, untrained).
 
     python benchmarks/results/training/r18/frame_grid.py runs/r18-open/model --lengths 4096,16384
 """
@@ -19,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "r16"))
-from opening import closed  # noqa: E402  the r16 scripts' opening chunk: ids closed as chunk 0
+from opening import closed, neutral_tokens  # noqa: E402  the r16 scripts' opening chunk, lead-in line
 
 
 def main() -> None:
@@ -28,7 +31,7 @@ def main() -> None:
     ap.add_argument("--lengths", default="4096,16384")
     ap.add_argument("--samples", type=int, default=3)
     ap.add_argument("--depths", default="0,0.25,0.5,0.75,1")
-    ap.add_argument("--frame", choices=["closed", "open"], default="closed")
+    ap.add_argument("--frame", choices=["closed", "open", "seeded"], default="closed")
     ap.add_argument("--dtype", default="bfloat16")
     args = ap.parse_args()
     from comet_cli.eval.methods import Answerer
@@ -40,6 +43,14 @@ def main() -> None:
     ans = Answerer(model, tok, "comet")
     data = Path(os.environ.get("COMET_DATA", "../shared/data"))
     books = sorted(str(p) for p in (data / "books").glob("*.txt"))
+    start = new_state(model)
+    if args.frame == "seeded":
+        from dataclasses import replace
+        C = model.comet_config.chunk_size
+        prefix0, _ = ans.frame("x")
+        lead = feed(model, new_state(model), prefix0 + neutral_tokens(tok, C - len(prefix0) + 1))
+        assert lead.chunks == 1, lead.chunks
+        start = replace(start, global_state=lead.global_state.clone(), has_global=True)
     for length in [int(x) for x in args.lengths.split(",")]:
         for s in range(args.samples):
             item, needle, fill = grid_sample(ans, books, length, 0, s)
@@ -52,7 +63,7 @@ def main() -> None:
                     state = feed(model, closed(model, prefix), doc[:pos] + needle + doc[pos:])
                 else:
                     pos = round(depth * len(fill))
-                    state = feed(model, new_state(model), prefix + fill[:pos] + needle + fill[pos:])
+                    state = feed(model, start, prefix + fill[:pos] + needle + fill[pos:])
                 ids = list(generate(model, state, suffix, max_new_tokens=12, stop=set(ans.stop), doc_tail=None))
                 text = tok.decode(ids, skip_special_tokens=True)
                 print(json.dumps({"length": length, "sample": s, "depth": depth, "frame": args.frame,
