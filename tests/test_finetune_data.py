@@ -8,11 +8,11 @@ import pytest
 
 from comet_cli.errors import DataError
 from comet_cli.finetune.config import DataSection, SourceSpec
-from comet_cli.finetune.data import (IGNORE, MixedStream, Sample, Source, boundary_token_ids, build_stream,
+from comet_cli.finetune.data import (IGNORE, MixedStream, Sample, Source, build_stream,
                                      chat_sample, chat_samples, curriculum_lengths, cycle, passkey_samples,
                                      babilong_samples, read_chat_jsonl, recall_samples, shift_labels, text_samples,
                                      tokens_in_spans, assistant_spans)
-from comet_cli.finetune.planning import STRATEGIES, draw_strategy, plan_chunks, plan_sample
+from comet_cli.finetune.planning import STRATEGIES, boundary_token_ids, draw_strategy, plan_chunks, plan_sample
 from comet_cli.finetune.synthetic import (RECALL_QUESTION, BabiTask, FillerText, babilong_sample, passkey_sample,
                                           recall_sample)
 

@@ -15,6 +15,7 @@ from safetensors import safe_open
 from comet_cli.cli import main
 from comet_cli.finetune import train as T
 from comet_cli.finetune.config import load_recipe
+from comet_cli.finetune.planning import plan_sample_chunks
 
 WORDS = ("the sea ship whale captain harbour rope sail storm island morning letter sister dance ball "
          "house garden road river bridge lantern winter").split()
@@ -314,10 +315,10 @@ def test_opening_tokens_close_the_frame_as_a_chunk_of_its_own():
     plain = DataSection(max_chunks=8, planner={"fixed": 1.0})
     opened = DataSection(max_chunks=8, planner={"fixed": 1.0}, opening_tokens=24)
     for step in range(1, 6):
-        a = T.plan_sample_chunks(sample, 64, plain, 0, step, 0, 1, frozenset())
-        b = T.plan_sample_chunks(sample, 64, opened, 0, step, 0, 1, frozenset())
+        a = plan_sample_chunks(sample, 64, plain, 0, step, 0, 1, frozenset())
+        b = plan_sample_chunks(sample, 64, opened, 0, step, 0, 1, frozenset())
         assert sum(a) == sum(b) == 300 and a[0] == 64
-        assert b[0] == 24 and b[1:] == T.plan_sample_chunks(Sample(list(range(276)), [-100] * 276), 64,
+        assert b[0] == 24 and b[1:] == plan_sample_chunks(Sample(list(range(276)), [-100] * 276), 64,
                                                             plain, 0, step, 0, 1, frozenset())
     short = Sample(list(range(20)), [-100] * 20)  # no longer than the opening: planned as usual
-    assert T.plan_sample_chunks(short, 64, opened, 0, 1, 0, 1, frozenset()) == [20]
+    assert plan_sample_chunks(short, 64, opened, 0, 1, 0, 1, frozenset()) == [20]

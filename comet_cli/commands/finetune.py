@@ -159,8 +159,9 @@ def show_plan(rec, recipe_dir: Path, world: int, n_samples: int = 8) -> None:
     from comet_cli.finetune import sources as S
     from comet_cli.finetune import train as T
     from comet_cli.finetune.config import recipe_to_yaml
-    from comet_cli.finetune.data import boundary_token_ids, build_stream
+    from comet_cli.finetune.data import build_stream
     from comet_cli.finetune.pipeline_plan import estimate_rank_memory, plan_blocks
+    from comet_cli.finetune.planning import boundary_token_ids, plan_sample_chunks
     from comet_cli.modelref import quiet_transformers
     from comet_models.config import CometConfig
 
@@ -189,7 +190,7 @@ def show_plan(rec, recipe_dir: Path, world: int, n_samples: int = 8) -> None:
     for i in range(min(n_samples, per_step * rec.train.steps)):
         s = next(stream)
         step, j = i // per_step + 1, i % per_step
-        sizes = T.plan_sample_chunks(s, cfg.chunk_size, data, rec.train.seed, step, j, world, boundaries)
+        sizes = plan_sample_chunks(s, cfg.chunk_size, data, rec.train.seed, step, j, world, boundaries)
         blocks = plan_blocks(len(sizes), world)
         mem = estimate_rank_memory(sizes, cfg, world, hidden=hidden, n_layers=n_layers, n_params=n_params,
                                    bytes_per_value=bytes_per)

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 IGNORE = -100
 MIN_TOKENS = 4  # METHOD.md 8.2 drops shorter examples
-BOUNDARY_ENDINGS = ("\n", ".", ",", "。")
 
 
 @dataclass
@@ -391,16 +390,3 @@ def build_stream(data: DataSection, tokenizer, chunk_size: int, position: int = 
             get = babilong_samples(tokenizer, tasks, FillerText(spec.filler), lengths, data.seed, name).__getitem__
         sources.append(Source(name, spec.weight, get))
     return MixedStream(sources, data.seed, position)
-
-
-def boundary_token_ids(tokenizer) -> frozenset[int]:
-    """Ids whose text ends a sentence, clause or line (METHOD.md 8.3), plus end-of-turn tokens:
-    where semantic chunk planning may cut (flags = [t in ids for t in input_ids])."""
-    vocab = range(len(tokenizer))
-    texts = tokenizer.batch_decode([[i] for i in vocab])
-    ids = {i for i, t in zip(vocab, texts) if t.endswith(BOUNDARY_ENDINGS)}
-    for tok in ("<|im_end|>", tokenizer.eos_token):
-        tid = tokenizer.convert_tokens_to_ids(tok) if tok else None
-        if isinstance(tid, int) and tid >= 0 and tid != tokenizer.unk_token_id:
-            ids.add(tid)
-    return frozenset(ids)

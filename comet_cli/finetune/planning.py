@@ -1,7 +1,8 @@
 """Chunk planning for training (METHOD.md 8.3): how one sample's text is cut into chunks.
 
-Pure functions over lengths and a `random.Random`; no torch. The trainer draws one strategy per
-sample with `draw_strategy`, cuts it with `plan_chunks`, and pads the plan to `max_chunks` itself.
+Pure functions over lengths and a `random.Random`; no torch. The trainer cuts each sample with
+`plan_sample_chunks` (seeded by step and index; it draws a strategy with `draw_strategy` and cuts with
+`plan_chunks`); `boundary_token_ids` says where the semantic strategy may cut.
 
 Invariants (tested over many seeds): the sizes sum to the length, each size lies in
 [1, chunk_size], each is at least min(min_size, chunk_size, length // ceil(length / chunk_size))
@@ -13,6 +14,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from comet_cli.errors import RecipeError
+
+if TYPE_CHECKING:
+    from comet_cli.finetune.data import Sample
+
+BOUNDARY_ENDINGS = ("\n", ".", ",", "。")
 
 STRATEGIES = ("fixed", "right_aligned", "random", "uniform", "semantic")
 
@@ -96,6 +105,39 @@ def plan_sample(length: int, chunk_size: int, max_chunks: int, rng: random.Rando
     """Draw a strategy and plan with it: returns (strategy, sizes)."""
     strategy = draw_strategy(length, chunk_size, max_chunks, rng, probs, has_boundaries=boundaries is not None)
     return strategy, plan_chunks(length, chunk_size, max_chunks, rng, strategy, min_size, boundaries)
+
+
+def plan_sample_chunks(sample: "Sample", chunk_size: int, data, seed: int, step: int, index: int, world: int,
+                       boundaries: frozenset) -> list[int]:
+    """Chunk sizes from an RNG seeded by (seed, step, index), so a resumed run and --dry-run cut
+    the same way; a pipeline gets at least `world` chunks (an even split if the plan has fewer).
+    data.opening_tokens closes that many first tokens as a chunk of their own."""
+    rng = random.Random(f"plan:{seed}:{step}:{index}")
+    flags = [t in boundaries for t in sample.input_ids] if boundaries else None
+    head = data.opening_tokens if 0 < data.opening_tokens < len(sample.input_ids) - 1 else 0
+    _, sizes = plan_sample(len(sample.input_ids) - head, chunk_size, data.max_chunks, rng, data.planner,
+                           boundaries=flags[head:] if flags else None)
+    sizes = ([head] if head else []) + list(sizes)
+    if len(sizes) < world:
+        n = len(sample.input_ids)
+        if n < world:
+            raise RecipeError(f"a sample of {n} tokens cannot be split over {world} pipeline ranks")
+        q, r = divmod(n, world)
+        sizes = [q + 1] * r + [q] * (world - r)
+    return sizes
+
+
+def boundary_token_ids(tokenizer) -> frozenset[int]:
+    """Ids whose text ends a sentence, clause or line (METHOD.md 8.3), plus end-of-turn tokens:
+    where semantic chunk planning may cut (flags = [t in ids for t in input_ids])."""
+    vocab = range(len(tokenizer))
+    texts = tokenizer.batch_decode([[i] for i in vocab])
+    ids = {i for i, t in zip(vocab, texts) if t.endswith(BOUNDARY_ENDINGS)}
+    for tok in ("<|im_end|>", tokenizer.eos_token):
+        tid = tokenizer.convert_tokens_to_ids(tok) if tok else None
+        if isinstance(tid, int) and tid >= 0 and tid != tokenizer.unk_token_id:
+            ids.add(tid)
+    return frozenset(ids)
 
 
 def _even(length: int, count: int) -> list[int]:

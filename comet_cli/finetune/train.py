@@ -31,10 +31,10 @@ from comet_cli import console
 from comet_cli.errors import RecipeError
 from comet_cli.finetune import checkpoint as ckpt
 from comet_cli.finetune.config import Recipe, recipe_fingerprint, recipe_to_yaml
-from comet_cli.finetune.data import Sample, boundary_token_ids, build_stream
+from comet_cli.finetune.data import Sample, build_stream
 from comet_cli.finetune.evaluate import evaluate_now
 from comet_cli.finetune.metrics import METRICS_FILE, log_line, trim_metrics, window_metrics
-from comet_cli.finetune.planning import plan_sample
+from comet_cli.finetune.planning import boundary_token_ids, plan_sample_chunks
 from comet_cli.finetune.sources import prepare_data_section, resolve_model_dir
 from comet_cli.finetune.trainable import TrainableSet, load_trainable_state, mark_trainable, trainable_state_dict
 
@@ -208,26 +208,6 @@ def chunk_plan(run: Run, sample: Sample, step: int, index: int) -> list[int]:
     """Chunk sizes of sample `index` of optimizer step `step` (see plan_sample_chunks)."""
     return plan_sample_chunks(sample, run.model.comet_config.chunk_size, run.recipe.data, run.recipe.train.seed,
                               step, index, run.dist.world, run.boundaries)
-
-
-def plan_sample_chunks(sample: Sample, chunk_size: int, data, seed: int, step: int, index: int, world: int,
-                       boundaries: frozenset) -> list[int]:
-    """Chunk sizes from an RNG seeded by (seed, step, index), so a resumed run and --dry-run cut
-    the same way; a pipeline gets at least `world` chunks (an even split if the plan has fewer).
-    data.opening_tokens closes that many first tokens as a chunk of their own."""
-    rng = random.Random(f"plan:{seed}:{step}:{index}")
-    flags = [t in boundaries for t in sample.input_ids] if boundaries else None
-    head = data.opening_tokens if 0 < data.opening_tokens < len(sample.input_ids) - 1 else 0
-    _, sizes = plan_sample(len(sample.input_ids) - head, chunk_size, data.max_chunks, rng, data.planner,
-                           boundaries=flags[head:] if flags else None)
-    sizes = ([head] if head else []) + list(sizes)
-    if len(sizes) < world:
-        n = len(sample.input_ids)
-        if n < world:
-            raise RecipeError(f"a sample of {n} tokens cannot be split over {world} pipeline ranks")
-        q, r = divmod(n, world)
-        sizes = [q + 1] * r + [q] * (world - r)
-    return sizes
 
 
 def lr_factor(recipe: Recipe, step: int, time_used: float = 0.0) -> float:
