@@ -85,7 +85,7 @@ class DataSection:
     planner: {strategy: weight} for every length, or None for METHOD.md 8.3's table.
     opening_tokens: N > 0 closes the first N tokens of every sample as a chunk of their own and plans
     the rest as usual (so a chat sample's frame, SmolLM2's 24-token prefix, is read as an opening chunk
-    and no document text is in the first chunk)."""
+    and no document text is in the first chunk); the opening chunk comes on top of max_chunks."""
 
     sources: list[SourceSpec] = field(default_factory=list)
     max_tokens: int = 4096

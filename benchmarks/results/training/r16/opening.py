@@ -24,6 +24,17 @@ def neutral_tokens(tok, n: int) -> list[int]:
     return (line * (n // len(line) + 1))[:n]
 
 
+def lead_chunk(model, tok):
+    """The memory after one full chunk of the chat frame's prefix and LEAD_IN repeated (one token past
+    the chunk closes it, and stays pending): r17's seed and r18 frame_grid.py's seeded start."""
+    from comet_models.runtime import chat_frame, feed, new_state
+
+    prefix, _ = chat_frame(tok, "x")
+    state = feed(model, new_state(model), prefix + neutral_tokens(tok, model.comet_config.chunk_size - len(prefix) + 1))
+    assert state.chunks == 1, state.chunks
+    return state
+
+
 def closed(model, ids: list[int]):
     """The memory after `ids` closed as a (short) first chunk of their own."""
     from comet_models.chunked import Engine

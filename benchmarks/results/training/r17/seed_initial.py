@@ -18,22 +18,16 @@ import torch
 from safetensors import safe_open
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "r16"))
-from opening import neutral_tokens  # noqa: E402
+from opening import lead_chunk  # noqa: E402
 
 
 def main() -> None:
     src, out = Path(sys.argv[1]), Path(sys.argv[2])
     from comet_models.convert import MEMORY_FILE, load_comet, model_fingerprint, save_memory_weights
     from comet_models.inject import memory_layers
-    from comet_models.runtime import chat_frame, feed, new_state
 
     model, tok = load_comet(src)
-    C = model.comet_config.chunk_size
-    prefix, _ = chat_frame(tok, "x")
-    ids = prefix + neutral_tokens(tok, C - len(prefix) + 1)  # one token past the chunk closes it
-    state = feed(model, new_state(model), ids)
-    assert state.chunks == 1, state.chunks
-    mems = state.layer_memories("cpu", torch.float32)
+    mems = lead_chunk(model, tok).layer_memories("cpu", torch.float32)
     for layer, mem in zip(memory_layers(model), mems, strict=True):
         layer.comet_memory.initial_state = torch.nn.Parameter(mem.global_state[0].float().clone())
     model.comet_config = dataclasses.replace(model.comet_config, initial_state=True)

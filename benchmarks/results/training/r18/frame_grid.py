@@ -17,12 +17,13 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "r16"))
-from opening import closed, neutral_tokens  # noqa: E402  the r16 scripts' opening chunk, lead-in line
+from opening import closed, lead_chunk  # noqa: E402  the r16 scripts' opening chunk, lead-in chunk
 
 
 def main() -> None:
@@ -45,12 +46,7 @@ def main() -> None:
     books = sorted(str(p) for p in (data / "books").glob("*.txt"))
     start = new_state(model)
     if args.frame == "seeded":
-        from dataclasses import replace
-        C = model.comet_config.chunk_size
-        prefix0, _ = ans.frame("x")
-        lead = feed(model, new_state(model), prefix0 + neutral_tokens(tok, C - len(prefix0) + 1))
-        assert lead.chunks == 1, lead.chunks
-        start = replace(start, global_state=lead.global_state.clone(), has_global=True)
+        start = replace(start, global_state=lead_chunk(model, tok).global_state, has_global=True)
     for length in [int(x) for x in args.lengths.split(",")]:
         for s in range(args.samples):
             item, needle, fill = grid_sample(ans, books, length, 0, s)
