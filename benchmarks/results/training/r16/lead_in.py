@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("model")
     ap.add_argument("--lengths", default="4096,16384")
     ap.add_argument("--samples", type=int, default=3)
+    ap.add_argument("--first", type=int, default=0, help="first sample index (the grid reads 0-2)")
     ap.add_argument("--lead", default="0,chunk",
                     help="lead-in tokens before the document: 0 reads as the grid; chunk fills the first chunk")
     ap.add_argument("--dtype", default="bfloat16")
@@ -48,7 +49,7 @@ def main() -> None:
     lead_book = [str(data / "books" / "ulysses_pg4300.txt")]  # held out of training
     from opening import neutral_tokens  # this folder's scripts: the opening chunk's neutral line
     for length in [int(x) for x in args.lengths.split(",")]:
-        for s in range(args.samples):
+        for s in range(args.first, args.first + args.samples):
             item, needle, fill = grid_sample(ans, books, length, 0, s)  # the grid's key and filler
             prefix, suffix = ans.frame(item.question)
             size = model.comet_config.chunk_size
