@@ -5,8 +5,7 @@ per-sample rows go to benchmarks/results/passkey/<method>.jsonl (the trained row
 shipped weights), so a rerun (or a longer --lengths)
 only computes the cells that are missing. Methods: `trained` (the embedded default with its shipped
 weights), `untrained` (the same layout, freshly converted) and `sliding` (attention sinks + recent
-tokens at CoMeT's memory budget, base weights); `lead-in` is the trained row read with `--lead-in`
-(a document longer than a chunk read after one chunk of other prose).
+tokens at CoMeT's memory budget, base weights).
 
     python benchmarks/passkey_grid.py --lengths 4096,16384,65536 --depths 5 --samples 1
     # -> benchmarks/results/passkey_grid.{json,md,png}
@@ -44,12 +43,10 @@ def trained_tag(model: str | None, dtype: str = "float32") -> str:
 def run_method(name: str, args) -> list[dict]:
     from quality_table import untrained_dir
 
-    trained = name in ("trained", "lead-in")
-    base = None if trained else str(untrained_dir())
-    method, model = {"trained": ("comet", args.trained_model), "lead-in": ("comet", args.trained_model),
-                     "untrained": ("comet", base), "sliding": ("sliding", base)}[name]
-    tag = trained_tag(args.trained_model, args.trained_dtype) if trained else name
-    tag += "-lead-in" if name == "lead-in" else ""
+    base = None if name == "trained" else str(untrained_dir())
+    method, model = {"trained": ("comet", args.trained_model), "untrained": ("comet", base),
+                     "sliding": ("sliding", base)}[name]
+    tag = trained_tag(args.trained_model, args.trained_dtype) if name == "trained" else name
     out = RESULTS / args.task / f"{tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     t = time.time()
@@ -58,8 +55,7 @@ def run_method(name: str, args) -> list[dict]:
         lengths = ",".join(str(L) for L, k in args.samples.items() if k == n)
         cmd = [sys.executable, "-m", "comet_cli.cli", "eval", args.task, "--method", method, "--lengths", lengths,
                "--depths", str(args.depths), "--samples", str(n), "--out", str(out), "--json", "-q"]
-        cmd += ["--dtype", args.trained_dtype] if trained else []
-        cmd += ["--lead-in"] if name == "lead-in" else []
+        cmd += ["--dtype", args.trained_dtype] if name == "trained" else []
         subprocess.run(cmd + (["--model", model] if model else []), check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     print(f"{name}: {time.time() - t:.0f} s", file=sys.stderr, flush=True)
     lines = map(json.loads, out.read_text().splitlines() if out.exists() else [])  # one line per sample: its rows, one per depth
@@ -82,9 +78,7 @@ def main() -> None:
     ap.add_argument("--lengths", default="4096,16384,65536")
     ap.add_argument("--depths", type=int, default=5)
     ap.add_argument("--samples", default="1", help="samples per cell: N, or one count per length (N1,N2,...)")
-    ap.add_argument("--methods", nargs="+", default=["trained", "untrained", "sliding"],
-                    choices=["trained", "lead-in", "untrained", "sliding"],
-                    help="lead-in: the trained row read with `--lead-in` (results/<task>/trained-...-lead-in.jsonl)")
+    ap.add_argument("--methods", nargs="+", default=["trained", "untrained", "sliding"])
     ap.add_argument("--trained-model", default=None,
                     help="CoMeT folder for the `trained` row (default: the embedded default with its shipped weights)")
     ap.add_argument("--trained-dtype", choices=("float32", "bfloat16"), default="float32",
@@ -116,7 +110,7 @@ def main() -> None:
              f"per-sample answers in `results/{args.task}/`.", ""]
     for m, g in grids.items():
         depths = sorted({d for ds in g.values() for d in ds})
-        who = f", {res['trained_model']}, {args.trained_dtype}" if m in ("trained", "lead-in") else ""
+        who = f", {res['trained_model']}, {args.trained_dtype}" if m == "trained" else ""
         lines += [f"**{m}**{who} (overall {res['overall'][m]:.0%})", "",
                   "| tokens | " + " | ".join(f"depth {d:.2f}" for d in depths) + " | samples |",
                   "|---:|" + "---:|" * (len(depths) + 1)]

@@ -43,12 +43,11 @@ def untrained_dir(sink_tokens: int | None = None) -> Path:
     return out
 
 
-def run_cell(task: str, method: str, model: str | None, tag: str, limit: int, window: int,
-             extra: tuple = ()) -> dict:
+def run_cell(task: str, method: str, model: str | None, tag: str, limit: int, window: int) -> dict:
     out = RESULTS / "quality" / f"{task}.{tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "comet_cli.cli", "eval", task, "--method", method, "--limit", str(limit),
-           "--window", str(window), "--out", str(out), "--json", "-q"] + (["--model", model] if model else []) + list(extra)
+           "--window", str(window), "--out", str(out), "--json", "-q"] + (["--model", model] if model else [])
     t = time.time()
     res = subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, text=True)
     row = json.loads(res.stdout)
@@ -62,7 +61,7 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", default=TASKS)
     ap.add_argument("--rows", nargs="+", default=["a", "b", "c", "cft", "d", "dsink", "e"],
                     help="cft is (c'): needs `python benchmarks/full_attention_finetune.py` first; dsink is (d'), "
-                         "the untrained conversion with a sink token; elead is (e) read with `--lead-in`")
+                         "the untrained conversion with a sink token")
     ap.add_argument("--limit", type=int, default=4)
     ap.add_argument("--window", type=int, default=4096)
     ap.add_argument("--trained", metavar="DIR", help="row e from this converted or exported model folder "
@@ -78,17 +77,15 @@ def main() -> None:
             "cft": ("truncate", str(FT_DIR), "(c') full attention fine-tuned on the training data, truncated"),
             "d": ("comet", base, "(d) CoMeT, freshly converted (untrained)"),
             "dsink": ("comet", None, "(d') CoMeT, freshly converted with a sink token (untrained)"),
-            "e": ("comet", None, "(e) CoMeT, trained (shipped default)"),
-            "elead": ("comet", None, "(e) CoMeT, trained (shipped default), read with --lead-in")}
+            "e": ("comet", None, "(e) CoMeT, trained (shipped default)")}
     if "dsink" in args.rows:
         rows["dsink"] = ("comet", str(untrained_dir(sink_tokens=1)), rows["dsink"][2])
     if args.trained:
         rows["e"] = ("comet", args.trained, f"(e) CoMeT, trained ({args.trained})")
-        rows["elead"] = ("comet", args.trained, f"(e) CoMeT, trained ({args.trained}), read with --lead-in")
     if "cft" in args.rows and not (FT_DIR / "config.json").is_file():
         sys.exit(f"{FT_DIR}: not found; run `python benchmarks/full_attention_finetune.py` first (row cft)")
     shipped = ROOT / "models" / "weights" / "smollm2-135m-instruct.safetensors"
-    if {"e", "elead"} & set(args.rows) and not args.trained and not shipped.is_file():
+    if "e" in args.rows and not args.trained and not shipped.is_file():
         sys.exit(f"{shipped}: no trained weights are shipped yet, so row e would be the untrained model; "
                  "leave it out (--rows a b c cft d)")
     # rows already measured with the same settings are kept, so rows can be added one run at a time
@@ -99,12 +96,10 @@ def main() -> None:
     # the shipped default's files are named after its weights, so new weights are measured anew
     shipped = f"shipped-{default_model_tag()}"
     tags = {r: r for r in rows} | {"e": "e-" + ("-".join(Path(args.trained).parts[-2:]) if args.trained else shipped)}
-    tags["elead"] = tags["e"] + ".lead-in"
     for r in args.rows:
         method, model, label = rows[r]
         for task in args.tasks:
-            table.setdefault(label, {})[task] = run_cell(task, method, model, tags[r], args.limit, args.window,
-                                                         ("--lead-in",) if r == "elead" else ())
+            table.setdefault(label, {})[task] = run_cell(task, method, model, tags[r], args.limit, args.window)
     order = [rows[r][2] for r in rows]  # labels of other --trained runs sort last
     table = {label: table[label] for label in sorted(table, key=lambda l: order.index(l) if l in order else 99)}
     res = {"limit": args.limit, "window": args.window, "tasks": args.tasks, "table": table,

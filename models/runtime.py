@@ -8,10 +8,8 @@ exists only for the final, open chunk (document tail + instruction) while decodi
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
@@ -45,41 +43,6 @@ def _close_chunks(eng: Engine, state: MemoryState, text: list[int],
     return state.with_layer_memories(mems, chunks=chunks)
 
 
-def open_state(model, prefix_ids: Sequence[int], lead_ids: Sequence[int] = ()) -> MemoryState:
-    """An empty memory that has read the chat frame's prefix, ready for a document.
-
-    With lead_ids (lead_in_ids: chunk_size - len(prefix_ids) tokens), a document that overflows
-    the first chunk is read after a lead-in: the first chunk closes as the prefix plus that text,
-    so the document starts in the second chunk, with memory slots in its soft prompt and written
-    through the gate like every later chunk. A document that fits in the first chunk with its
-    question is read without it, as before (benchmarks/results/training/r20/README.md)."""
-    C = model.comet_config.chunk_size
-    lead = list(lead_ids) if len(prefix_ids) + len(lead_ids) == C else []
-    return feed(model, replace(new_state(model), lead=lead), prefix_ids)
-
-
-@functools.lru_cache(maxsize=8)
-def _lead_text_ids(tokenizer) -> tuple[int, ...]:
-    text = (Path(__file__).parent / "lead_in.txt").read_text(encoding="utf-8")
-    return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def lead_in_ids(tokenizer, n: int) -> list[int]:
-    """The first n tokens of the lead-in text (the opening of Joyce's *Ulysses*, public domain,
-    repeated if a chunk needs more): prose like the books the default was trained on, and no
-    document's own text."""
-    ids = _lead_text_ids(tokenizer)
-    return [] if n <= 0 else list(ids * (n // len(ids) + 1))[:n]
-
-
-def _take_lead(state: MemoryState, text: list[int], C: int) -> tuple[MemoryState, list[int]]:
-    """Put the lead-in after the prefix once the first chunk is about to close (see open_state)."""
-    if not state.lead or state.chunks or len(text) <= C:
-        return state, text
-    k = C - len(state.lead)  # the prefix's tokens come first in the pending text
-    return replace(state, lead=[]), text[:k] + state.lead + text[k:]
-
-
 def feed(model, state: MemoryState, token_ids: Sequence[int],
          on_chunk: Callable[[MemoryState], None] | None = None) -> MemoryState:
     """Read token_ids after `state`; returns the new state (the input state is not modified).
@@ -87,7 +50,7 @@ def feed(model, state: MemoryState, token_ids: Sequence[int],
     Full chunks are closed into memory as soon as more than chunk_size tokens are pending, so
     the open tail (1..chunk_size tokens) stays available for the final chunk of generation."""
     C = model.comet_config.chunk_size
-    state, pending = _take_lead(state, state.pending + list(token_ids), C)
+    pending = state.pending + list(token_ids)
     tokens = state.tokens + len(token_ids)
     n_close = ((len(pending) - 1) // C) * C if pending else 0
     if n_close == 0:
@@ -141,11 +104,7 @@ def final_chunk(model, state: MemoryState, prompt_ids: Sequence[int], max_new_to
     the answer gets less. A document that fits in one chunk with the prompt is read in that
     chunk whole, however long the answer."""
     C = model.comet_config.chunk_size
-    eng = eng or Engine(model)
     text = state.pending + list(prompt_ids)
-    if state.lead and not state.chunks and len(text) > C:  # the lead-in chunk closes first
-        state, text = _take_lead(state, text, C)
-        state, text = _close_chunks(eng, state, text[:C], None), text[C:]
     fits = C
     if state.chunks > 0 or len(text) > C:  # a long document; the prompt itself is never pushed out
         fits = max(C - min(max_new_tokens, C // 2), min(len(prompt_ids), C))
@@ -154,7 +113,7 @@ def final_chunk(model, state: MemoryState, prompt_ids: Sequence[int], max_new_to
     if len(text) <= fits:
         return state, text
     over = len(text) - fits
-    return _close_chunks(eng, state, text[:over], None), text[over:]
+    return _close_chunks(eng or Engine(model), state, text[:over], None), text[over:]
 
 
 @torch.inference_mode()

@@ -37,7 +37,6 @@ class MemoryState:
     global_state: (L, B, G, H), meaningful once has_global (a chunk was closed).
     temp_memory:  (L, B, B_T, H), entries in creation order; temp_valid (B_T,) marks real ones.
     pending:      token ids read but not yet closed into a chunk (fewer than chunk_size + 1).
-    lead:         lead-in ids to put after the prefix when the first chunk closes (runtime.open_state).
     """
 
     global_state: torch.Tensor
@@ -49,7 +48,6 @@ class MemoryState:
     chunks: int = 0
     fingerprint: str = ""
     meta: dict = field(default_factory=dict)
-    lead: list[int] = field(default_factory=list)
 
     @classmethod
     def empty(cls, n_layers: int, hidden: int, global_slots: int, temp_budget: int, batch: int = 1,
@@ -98,11 +96,8 @@ class MemoryState:
         n = max(chunk_size or 0, len(self.pending))
         pend = torch.full((n,), -1, dtype=torch.int64)
         pend[: len(self.pending)] = torch.tensor(self.pending, dtype=torch.int64)
-        out = {"global_state": self.global_state.contiguous(), "temp_memory": self.temp_memory.contiguous(),
-               "temp_valid": self.temp_valid.to(torch.uint8), "pending": pend}
-        if self.lead:  # only before the first chunk closes; states without one keep their digests
-            out["lead"] = torch.tensor(self.lead, dtype=torch.int64)
-        return out
+        return {"global_state": self.global_state.contiguous(), "temp_memory": self.temp_memory.contiguous(),
+                "temp_valid": self.temp_valid.to(torch.uint8), "pending": pend}
 
     # -- files ----------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, chunk_size: int | None = None) -> str:
@@ -161,8 +156,7 @@ class MemoryState:
         state = cls(tensors["global_state"], tensors["temp_memory"], tensors["temp_valid"].bool(),
                     has_global=md.get("has_global") == "1", pending=tensors["pending"][:n].tolist(),
                     tokens=int(md["tokens"]), chunks=int(md["chunks"]), fingerprint=md.get("fingerprint", ""),
-                    meta=json.loads(md.get("meta", "{}")),
-                    lead=tensors["lead"].tolist() if "lead" in tensors else [])
+                    meta=json.loads(md.get("meta", "{}")))
         if md.get("sha256") and state.sha256() != md["sha256"]:
             raise StateError(f"{path}: state tensors do not match their recorded sha256 (corrupt file)")
         return state

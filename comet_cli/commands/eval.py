@@ -43,13 +43,10 @@ def _default_data() -> Path:
 @click.option("--samples", type=click.IntRange(1), default=1, show_default=True,
               help="passkey/babilong: samples per cell.")
 @dtype_option("Precision of the model and the memory (bfloat16: faster where the hardware has it).")
-@click.option("--lead-in", is_flag=True,
-              help="comet: read documents longer than a chunk after a chunk of other prose (as "
-                   "`comet ask --lead-in`); in passkey/babilong it counts toward the length.")
 @click.option("--json", "as_json", is_flag=True, help="Print the aggregate as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display on stderr.")
 def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, out, lengths, depths, samples,
-             dtype, lead_in, as_json, quiet):
+             dtype, as_json, quiet):
     """Score a method on TASK: a long-document task from the shared data, `passkey` or `babilong`.
 
     `comet eval list` shows the tasks. Methods (all greedy, same chat prompt): comet (the
@@ -82,7 +79,7 @@ def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, o
         model, tok, folder = load_model(model_dir, step=status.update, dtype=dtype)
     from comet_cli.eval.methods import Answerer
 
-    ans = Answerer(model, tok, method, window=window, max_new_tokens=max_new_tokens, lead_in=lead_in)
+    ans = Answerer(model, tok, method, window=window, max_new_tokens=max_new_tokens)
     done = _read_done(Path(out)) if out else {}
     if grid_task:
         rows = _grid(task, ans, data, lengths, depths, samples, done, out, quiet)
@@ -101,8 +98,6 @@ def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, o
                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
         text = "  ".join(f"{k} {v}" for k, v in summary.items())
     summary["model"] = str(folder)
-    if lead_in:
-        summary["lead_in"] = True
     console.result_json(summary) if as_json else console.result(text)
 
 

@@ -45,9 +45,6 @@ def _common(f):
         click.option("--no-cache", is_flag=True,
                      help="Neither reuse nor write a cached state (--state still applies)."),
         click.option("--dry-run", is_flag=True, help="Only print the plan (tokens, chunks, time, memory)."),
-        click.option("--lead-in", is_flag=True,
-                     help="Read a document longer than a chunk after one chunk of other prose, so its first "
-                          "chunk reaches memory like every later one (README: Reading huge inputs)."),
         click.option("--device", default="auto", show_default=True,
                      help="Where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N."),
         dtype_option("Precision of the model and the memory: bfloat16 reads faster on CPUs with "
@@ -152,8 +149,7 @@ LOG_EVERY_S = 60.0  # without a terminal (a log file), one progress line per min
 
 
 def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_tokens, repetition_penalty,
-         include, exclude, password, quiet, checkpoint_every, no_cache, dry_run, device, dtype,
-         lead_in=False):
+         include, exclude, password, quiet, checkpoint_every, no_cache, dry_run, device, dtype):
     from comet_cli.readers import scan
 
     t0 = time.monotonic()
@@ -165,18 +161,17 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
     from comet_cli.reading.cache import cache_state_path, input_key
     from comet_cli.reading.plan import estimate_size, estimate_tokens
     from comet_cli.reading.session import ReadOptions, read_document
-    from comet_models.runtime import chat_frame, lead_in_ids
+    from comet_models.runtime import chat_frame
 
     show = console.progress_enabled(quiet)
     model, tok, folder = load_model(model_dir, step=console.info if show else (lambda m: None), device=device,
                                     dtype=dtype)
     prefix_ids, suffix_ids = chat_frame(tok, instruction)
-    lead = lead_in_ids(tok, model.comet_config.chunk_size - len(prefix_ids)) if lead_in else []
 
     if state_file is not None:
         target, strict = Path(state_file), True
     else:
-        key = None if no_cache else input_key(path, include, exclude, lead_in)
+        key = None if no_cache else input_key(path, include, exclude)
         target = cache_state_path(model.comet_fingerprint, key) if key else None
         strict = False
     est = estimate_tokens(estimate_size(sources, password)[0]) if show else None
@@ -202,7 +197,7 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
 
         opts = ReadOptions(state_file=target, strict=strict, checkpoint_every=checkpoint_every,
                            password=password, folder=os.path.isdir(path) and path != "-", input_path=path,
-                           warn=console.warn, on_progress=on_progress, lead=lead,
+                           warn=console.warn, on_progress=on_progress,
                            on_step=console.info if show else (lambda m: None))
         res = read_document(model, tok, sources, prefix_ids, opts)
     if show and res.reused:

@@ -33,7 +33,6 @@ class Answerer:
     method: str
     window: int = 4096
     max_new_tokens: int = 128
-    lead_in: bool = False  # comet: read documents longer than a chunk after a lead-in chunk
 
     def __post_init__(self):
         from comet_models.runtime import stop_ids
@@ -48,8 +47,7 @@ class Answerer:
         """The method, plus the precision when not float32: result ids of `--out` files, so a
         bfloat16 run never takes a float32 row as done (float32 ids read as before)."""
         dtype = next(self.model.parameters()).dtype
-        tag = self.method + ("+lead" if self.lead_in and self.method == "comet" else "")
-        return tag if dtype == torch.float32 else f"{tag}@{str(dtype).removeprefix('torch.')}"
+        return self.method if dtype == torch.float32 else f"{self.method}@{str(dtype).removeprefix('torch.')}"
 
     # -- shared pieces --------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -59,13 +57,6 @@ class Answerer:
         from comet_models.runtime import chat_frame
 
         return chat_frame(self.tokenizer, instruction)
-
-    def open(self, prefix: list[int]):
-        """The memory a document is read into: the frame's prefix, and the lead-in when asked for."""
-        from comet_models.runtime import lead_in_ids, open_state
-
-        n = self.model.comet_config.chunk_size - len(prefix)
-        return open_state(self.model, prefix, lead_in_ids(self.tokenizer, n) if self.lead_in else ())
 
     @torch.inference_mode()
     def full_attention(self, ids: list[int], max_new_tokens: int | None = None) -> str:
@@ -87,12 +78,12 @@ class Answerer:
     def _comet(self, item: EvalItem) -> str:
         """Questions on the same document reuse its memory state, as `comet ask` does: the
         document is read once (the frame before it does not depend on the question)."""
-        from comet_models.runtime import feed, generate
+        from comet_models.runtime import feed, generate, new_state
 
         prefix, suffix = self.frame(build_prompt(item))
         key = hash((tuple(prefix), item.document))
         if key not in self._states:
-            self._states = {key: feed(self.model, self.open(prefix), self.encode(item.document))}
+            self._states = {key: feed(self.model, new_state(self.model), prefix + self.encode(item.document))}
         state = self._states[key]
         ids = list(generate(self.model, state, suffix, max_new_tokens=self.max_new_tokens, stop=set(self.stop)))
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()

@@ -88,16 +88,12 @@ def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed:
     item, needle, fill = grid_sample(ans, books, length, seed, sample, kind, tasks)
     key = item.answer
     prefix, suffix = ans.frame(item.question)
-    if ans.method == "comet" and ans.lead_in and length > ans.model.comet_config.chunk_size:
-        # the lead-in counts toward the cell's length: the document gives up as many tokens at its
-        # end, so the question's chunk holds the same document tail as without one
-        fill = fill[:len(fill) - max(ans.model.comet_config.chunk_size - len(prefix), 0)]
     cuts = sorted((round(d * len(fill)), d) for d in depths)
     rows = []
     if ans.method == "comet":
-        from comet_models.runtime import feed, generate
+        from comet_models.runtime import feed, generate, new_state
 
-        state, done = ans.open(prefix), 0
+        state, done = feed(ans.model, new_state(ans.model), prefix), 0
         saved = resume.trunk(state, key) if resume else None
         if saved:
             state, done, rows = saved

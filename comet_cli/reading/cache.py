@@ -25,13 +25,11 @@ META_VERSION = 1
 META_KIND = "comet-read"
 
 
-def input_key(path: str, include=(), exclude=(), lead_in: bool = False) -> str | None:
-    """Cache key of a read of `path` with these globs (and the lead-in); None for stdin (never cached)."""
+def input_key(path: str, include=(), exclude=()) -> str | None:
+    """Cache key of a read of `path` with these globs; None for stdin (never cached)."""
     if path == "-":
         return None
     ident = {"path": os.path.realpath(path), "include": list(include), "exclude": list(exclude)}
-    if lead_in:  # reads without one keep the keys they always had
-        ident["lead_in"] = True
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:32]
 
 

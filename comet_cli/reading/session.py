@@ -64,7 +64,6 @@ class ReadOptions:
     password: str | None = None
     folder: bool = False
     input_path: str = ""
-    lead: list[int] = field(default_factory=list)  # lead-in ids (runtime.open_state); [] reads without
     warn: Callable[[str], None] = lambda msg: None
     on_progress: Callable[[ReadProgress], None] = lambda p: None
     on_step: Callable[[str], None] = lambda msg: None
@@ -90,10 +89,11 @@ def frame_sha256(prefix_ids: list[int]) -> str:
 def read_document(model, tokenizer, sources: list[SourceFile], prefix_ids: list[int],
                   opts: ReadOptions) -> ReadResult:
     """Read `sources` after `prefix_ids` into a memory state, reusing or resuming a saved one."""
+    from comet_models.runtime import new_state
 
     t0 = time.monotonic()
     fingerprint = model.comet_fingerprint
-    frame = frame_sha256(prefix_ids + ([-1] + opts.lead if opts.lead else []))  # a lead-in reads otherwise
+    frame = frame_sha256(prefix_ids)
     start = _find_start(sources, fingerprint, frame, opts)
     if start is not None and start[1].status == "complete":
         state, match, path = start
@@ -101,9 +101,9 @@ def read_document(model, tokenizer, sources: list[SourceFile], prefix_ids: list[
         return ReadResult(state, state.meta["sources"], True, 0, time.monotonic() - t0,
                           opts.state_file, state.sha256(), resumed_from=str(path))
     if start is None:
-        from comet_models.runtime import open_state
+        from comet_models.runtime import feed
 
-        state = open_state(model, prefix_ids, opts.lead)
+        state = feed(model, new_state(model), prefix_ids)
         state = replace(state, meta=_meta(opts, frame, [], False))
         match, resumed_from = Match("continue"), None
     else:
@@ -161,7 +161,7 @@ def _find_start(sources, fingerprint, frame, opts: ReadOptions):
                                  "delete it or pass another --state")
             continue
         match = check_sources(meta, sources, opts.password) if meta.get("frame_sha256") == frame else \
-            Match("mismatch", "made with another chat frame or lead-in")
+            Match("mismatch", "made with another chat frame")
         if match.status != "mismatch":
             return state, match, path
         _close(match)
