@@ -116,6 +116,34 @@ def final_chunk(model, state: MemoryState, prompt_ids: Sequence[int], max_new_to
     return _close_chunks(eng or Engine(model), state, text[:over], None), text[over:]
 
 
+class _Decoder:
+    """The final chunk read once (final_chunk's layout), then one token at a time with the training-time
+    beacon cadence: what generate samples from and score teacher-forces through."""
+
+    def __init__(self, model, state: MemoryState, prompt_ids: Sequence[int], max_new_tokens: int,
+                 doc_tail: int | None = None):
+        from transformers import DynamicCache
+
+        self.eng = eng = Engine(model)
+        cfg = eng.cfg
+        state, text = final_chunk(model, state, prompt_ids, max_new_tokens, eng, doc_tail=doc_tail)
+        mems = state.layer_memories(eng.device, next(model.parameters()).dtype)
+        self.cache = DynamicCache()
+        h, ctx, _ = eng.run_chunk(torch.tensor([text]), mems, closed=False, cache=self.cache)
+        self.logits = eng.logits(h[:, ctx.layout.text_pos[-1]])[0]
+        self.banned = torch.tensor([cfg.placeholder_id, cfg.temp_beacon_id] + cfg.global_beacon_ids[: cfg.global_slots])
+        self.length, self.n_text = ctx.layout.length, len(text)
+        self.stride = cfg.temp_stride if cfg.uses_temp_memory else 0
+
+    def step(self, tok: int) -> None:
+        """Feed `tok` (and a temp beacon after every `stride` text tokens); self.logits is then the next's."""
+        self.n_text += 1
+        step = [tok, self.eng.cfg.temp_beacon_id] if self.stride and self.n_text % self.stride == 0 else [tok]
+        h = _decode(self.eng, torch.tensor([step], device=self.eng.device), self.length, self.cache)
+        self.length += len(step)
+        self.logits = self.eng.logits(h[:, 0])[0]
+
+
 @torch.inference_mode()
 def generate(model, state: MemoryState, prompt_ids: Sequence[int], max_new_tokens: int = 256,
              stop: set[int] | frozenset = frozenset(), temperature: float = 0.0, top_p: float = 1.0,
@@ -123,30 +151,32 @@ def generate(model, state: MemoryState, prompt_ids: Sequence[int], max_new_token
     """Yield generated token ids, reading the memory of `state` (which is left unchanged).
 
     The final chunk is laid out by final_chunk (doc_tail=None: as much document as fits)."""
-    eng = Engine(model)
-    cfg = eng.cfg
-    state, text = final_chunk(model, state, prompt_ids, max_new_tokens, eng, doc_tail=doc_tail)
-    mems = state.layer_memories(eng.device, next(model.parameters()).dtype)
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    h, ctx, _ = eng.run_chunk(torch.tensor([text]), mems, closed=False, cache=cache)
-    logits = eng.logits(h[:, ctx.layout.text_pos[-1]])[0]
-    banned = torch.tensor([cfg.placeholder_id, cfg.temp_beacon_id] + cfg.global_beacon_ids[: cfg.global_slots])
+    dec = _Decoder(model, state, prompt_ids, max_new_tokens, doc_tail)
     gen = torch.Generator().manual_seed(seed)
-    length, n_text, produced = ctx.layout.length, len(text), []
-    s = cfg.temp_stride if cfg.uses_temp_memory else 0
+    produced = []
     for _ in range(max_new_tokens):
-        tok = _pick(logits, banned, produced, temperature, top_p, repetition_penalty, gen)
+        tok = _pick(dec.logits, dec.banned, produced, temperature, top_p, repetition_penalty, gen)
         if tok in stop:
             return
         yield tok
         produced.append(tok)
-        n_text += 1
-        step = [tok, cfg.temp_beacon_id] if s and n_text % s == 0 else [tok]
-        h = _decode(eng, torch.tensor([step], device=eng.device), length, cache)
-        length += len(step)
-        logits = eng.logits(h[:, 0])[0]
+        dec.step(tok)
+
+
+@torch.inference_mode()
+def score(model, state: MemoryState, prompt_ids: Sequence[int], answer_ids: Sequence[int],
+          max_new_tokens: int = 256, doc_tail: int | None = None) -> float:
+    """log p(answer_ids) after prompt_ids, read exactly as generate reads (same final chunk for the same
+    max_new_tokens, same beacon cadence, the same tokens banned): teacher-forced, in nats."""
+    dec = _Decoder(model, state, prompt_ids, max_new_tokens, doc_tail)
+    total = 0.0
+    for i, tok in enumerate(answer_ids):
+        logits = dec.logits.float().clone()
+        logits[dec.banned.to(logits.device)] = float("-inf")
+        total += float(torch.log_softmax(logits, -1)[tok])
+        if i < len(answer_ids) - 1:
+            dec.step(tok)
+    return total
 
 
 def _decode(eng: Engine, ids: torch.Tensor, past: int, cache) -> torch.Tensor:

@@ -246,3 +246,21 @@ def test_doc_tail_keeps_only_a_short_tail_of_a_long_document_beside_the_prompt()
     # a document that fits in one chunk with its prompt is still read whole there
     short = feed(model, new_state(model), doc[:40])
     assert final_chunk(model, short, prompt, max_new_tokens=8, doc_tail=DOC_TAIL) == (short, doc[:40] + prompt)
+
+
+def test_score_is_the_log_probability_generate_reads():
+    """runtime.score teacher-forces through generate's final chunk and beacon cadence: the greedy
+    tokens score the per-step maximum, and any other token at a step scores lower."""
+    from comet_models.runtime import score
+    model = comet_model("llama", temp_stride=2)  # a beacon after every 2nd answer token
+    state = feed(model, new_state(model), sample(16 * 3 + 5, seed=6)[0][0].tolist())
+    prompt = [7, 8, 9]
+    greedy = list(generate(model, state, prompt, max_new_tokens=5))
+    assert len(greedy) == 5
+    whole = score(model, state, prompt, greedy, max_new_tokens=5)
+    assert whole < 0
+    for i in range(5):
+        other = (greedy[i] + 1) % 99
+        assert score(model, state, prompt, greedy[:i] + [other], max_new_tokens=5) < \
+            score(model, state, prompt, greedy[:i + 1], max_new_tokens=5)
+    assert score(model, state, prompt, greedy[:3], max_new_tokens=5) > whole  # each step adds a log-probability

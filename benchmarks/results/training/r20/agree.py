@@ -6,8 +6,8 @@ The grid's answers without the lead-in (`../../passkey/trained-shipped-6fe39f3d-
 boundaries fall. For every key where the two answers differ, both reads are rebuilt here (the lead-in one
 as the explicit stream prefix + lead-in + shortened document, which tests/test_lead_in.py at f233027
 showed equal to the option's read), and each answer is scored under each read: the log-probability of its
-tokens and the end of the turn, teacher-forced through the same final chunk and beacon cadence that
-`runtime.generate` uses. The pick is the answer with the higher summed score. `reread` is each rebuilt
+tokens and the end of the turn (`runtime.score`: teacher-forced through generate's final chunk and beacon
+cadence). The pick is the answer with the higher summed score. `reread` is each rebuilt
 read's own greedy answer (a straight read may round differently from the grid's forked one in bfloat16).
 
     python benchmarks/results/training/r20/agree.py runs/r16-mixed/model > benchmarks/results/training/r20/agree.jsonl
@@ -28,41 +28,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[3]
 
 
-def answers(path: Path) -> dict:
-    return {(r["length"], r["sample"], r["depth"]): r for line in path.open() for r in json.loads(line)["rows"]}
-
-
-@torch.inference_mode()
-def score(model, state, prompt: list[int], cand: list[int], banned: list[int]) -> float:
-    """log p(cand) under `state`, read as runtime.generate reads (greedy's final chunk and cadence)."""
-    from transformers import DynamicCache
-
-    from comet_models.chunked import Engine
-    from comet_models.runtime import _decode, final_chunk
-
-    eng = Engine(model)
-    cfg = eng.cfg
-    state, text = final_chunk(model, state, prompt, 12, eng)  # the grid answers with max_new_tokens=12
-    cache = DynamicCache()
-    h, ctx, _ = eng.run_chunk(torch.tensor([text]), state.layer_memories(eng.device, next(model.parameters()).dtype),
-                              closed=False, cache=cache)
-    logits = eng.logits(h[:, ctx.layout.text_pos[-1]])[0]
-    length, n_text, total = ctx.layout.length, len(text), 0.0
-    s = cfg.temp_stride if cfg.uses_temp_memory else 0
-    for i, tok in enumerate(cand):
-        lp = logits.float().clone()
-        lp[banned] = float("-inf")
-        total += float(torch.log_softmax(lp, -1)[tok])
-        if i == len(cand) - 1:
-            break
-        n_text += 1
-        step = [tok, cfg.temp_beacon_id] if s and n_text % s == 0 else [tok]
-        h = _decode(eng, torch.tensor([step]), length, cache)
-        length += len(step)
-        logits = eng.logits(h[:, 0])[0]
-    return total
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
@@ -71,14 +36,14 @@ def main() -> None:
     from comet_cli.eval.methods import Answerer
     from comet_cli.eval.passkey import grid_sample
     from comet_models.convert import load_comet
-    from comet_models.runtime import feed, new_state
+    from comet_models.runtime import feed, generate, new_state, score
+    from tally import rows  # this folder's
 
-    plain = answers(ROOT / "benchmarks/results/passkey/trained-shipped-6fe39f3d-bfloat16.jsonl")
-    lead = answers(HERE / "lead_in_grid.jsonl")
+    plain = rows(ROOT / "benchmarks/results/passkey/trained-shipped-6fe39f3d-bfloat16.jsonl")
+    lead = rows(HERE / "lead_in_grid.jsonl")
     model, tok = load_comet(args.model, dtype=getattr(torch, args.dtype))
     ans = Answerer(model, tok, "comet")
     cfg = model.comet_config
-    banned = [cfg.placeholder_id, cfg.temp_beacon_id] + list(cfg.global_beacon_ids)
     end = tok.convert_tokens_to_ids("<|im_end|>")
     text = subprocess.run(["git", "show", "f233027:models/lead_in.txt"], cwd=ROOT, check=True,
                           capture_output=True, text=True).stdout
@@ -99,10 +64,9 @@ def main() -> None:
         for name, pre, doc in (("plain", prefix, fill), ("lead", prefix + li, short)):
             pos = round(depth * len(doc))
             reads[name] = feed(model, new_state(model), pre + doc[:pos] + needle + doc[pos:])
-        scores = {c: {n: round(score(model, st, suffix, ans.encode(c) + [end], banned), 3) for n, st in reads.items()}
-                  for c in (a, b)}
-        from comet_models.runtime import generate
-
+        # max_new_tokens=12: the grid's, so the final chunk is laid out as it was when the answers were made
+        scores = {c: {n: round(score(model, st, suffix, ans.encode(c) + [end], max_new_tokens=12), 3)
+                      for n, st in reads.items()} for c in (a, b)}
         again = {n: tok.decode(list(generate(model, st, suffix, max_new_tokens=12, stop=set(ans.stop))),
                                skip_special_tokens=True).strip() for n, st in reads.items()}
         pick = max((a, b), key=lambda c: sum(scores[c].values()))

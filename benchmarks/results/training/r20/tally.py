@@ -13,12 +13,16 @@ import json
 from collections import defaultdict
 
 
-def load(path: str) -> dict:
+def rows(path) -> dict:
+    """{(length, sample, depth): row} of a `comet eval --out` file."""
+    return {(r["length"], r["sample"], r["depth"]): r for line in open(path) for r in json.loads(line)["rows"]}
+
+
+def load(path) -> dict:
     """{(length, sample): {depth: correct}}"""
     out: dict = defaultdict(dict)
-    for line in open(path):
-        for r in json.loads(line)["rows"]:
-            out[(r["length"], r["sample"])][r["depth"]] = bool(r["correct"])
+    for (length, sample, depth), r in rows(path).items():
+        out[(length, sample)][depth] = bool(r["correct"])
     return out
 
 
