@@ -8,8 +8,10 @@ exists only for the final, open chunk (document tail + instruction) while decodi
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
@@ -79,6 +81,29 @@ def chat_frame(tokenizer, instruction: str, system: str | None = None) -> tuple[
     return prefix, enc(after)
 
 
+def read_shifts(chunk_size: int, reads: int) -> list[int]:
+    """How far each of `reads` reads of one document moves its chunk boundaries: 0 (the plain read),
+    then evenly spread over a chunk (chunk 256, 3 reads: 0, 85, 170)."""
+    if reads < 1:
+        raise ValueError(f"reads must be at least 1, not {reads}")
+    return [k * chunk_size // reads for k in range(reads)]
+
+
+@functools.lru_cache(maxsize=8)
+def _shift_text_ids(tokenizer) -> tuple[int, ...]:
+    text = (Path(__file__).parent / "shift_prose.txt").read_text(encoding="utf-8")
+    return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def shift_ids(tokenizer, n: int) -> list[int]:
+    """The first n tokens of the prose a shifted read puts between the chat prefix and the document (the
+    opening of Joyce's *Ulysses*, public domain, repeated if needed), so every chunk boundary in the
+    document falls n tokens later than in the plain read. Prose like the books the default was trained
+    on, and no document's own text (benchmarks/results/training/r21/README.md)."""
+    ids = _shift_text_ids(tokenizer)
+    return [] if n <= 0 else list(ids * (n // len(ids) + 1))[:n]
+
+
 def stop_ids(tokenizer) -> set[int]:
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     for tok in ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>"):
@@ -145,22 +170,40 @@ class _Decoder:
 
 
 @torch.inference_mode()
-def generate(model, state: MemoryState, prompt_ids: Sequence[int], max_new_tokens: int = 256,
+def generate(model, state: MemoryState | Sequence[MemoryState], prompt_ids: Sequence[int], max_new_tokens: int = 256,
              stop: set[int] | frozenset = frozenset(), temperature: float = 0.0, top_p: float = 1.0,
              repetition_penalty: float = 1.0, seed: int = 0, doc_tail: int | None = None) -> Iterator[int]:
     """Yield generated token ids, reading the memory of `state` (which is left unchanged).
 
-    The final chunk is laid out by final_chunk (doc_tail=None: as much document as fits)."""
-    dec = _Decoder(model, state, prompt_ids, max_new_tokens, doc_tail)
+    The final chunk is laid out by final_chunk (doc_tail=None: as much document as fits). Several
+    states (reads of one document whose chunk boundaries fall in different places) answer together:
+    every token is picked from the sum of their log-probabilities, and fed to each of them."""
+    states = [state] if isinstance(state, MemoryState) else list(state)
+    if not states:
+        raise ValueError("generate needs at least one memory state")
+    decs = [_Decoder(model, st, prompt_ids, max_new_tokens, doc_tail) for st in states]
     gen = torch.Generator().manual_seed(seed)
     produced = []
     for _ in range(max_new_tokens):
-        tok = _pick(dec.logits, dec.banned, produced, temperature, top_p, repetition_penalty, gen)
+        logits = decs[0].logits if len(decs) == 1 else _joint_logprobs(decs)
+        tok = _pick(logits, decs[0].banned, produced, temperature, top_p, repetition_penalty, gen)
         if tok in stop:
             return
         yield tok
         produced.append(tok)
-        dec.step(tok)
+        for dec in decs:
+            dec.step(tok)
+
+
+def _joint_logprobs(decs: Sequence[_Decoder]) -> torch.Tensor:
+    """Summed next-token log-probabilities of several decoders (banned tokens excluded from each)."""
+    total = None
+    for dec in decs:
+        logits = dec.logits.float().clone()
+        logits[dec.banned.to(logits.device)] = float("-inf")
+        lp = torch.log_softmax(logits, -1)
+        total = lp if total is None else total + lp.to(total.device)
+    return total
 
 
 @torch.inference_mode()

@@ -17,6 +17,7 @@ def test_wheel_contains_models_and_recipes_and_imports(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "comet_models/runtime.py" in names and "comet_models/inject.py" in names
     assert "comet_cli/cli.py" in names
+    assert "comet_models/shift_prose.txt" in names  # `--reads N` puts it before the document
     assert any(n.startswith("comet_recipes/") and n.endswith(".yaml") for n in names) or \
         not list((ROOT / "recipes").glob("*.yaml"))
     target = tmp_path / "site"

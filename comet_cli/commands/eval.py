@@ -43,10 +43,13 @@ def _default_data() -> Path:
 @click.option("--samples", type=click.IntRange(1), default=1, show_default=True,
               help="passkey/babilong: samples per cell.")
 @dtype_option("Precision of the model and the memory (bfloat16: faster where the hardware has it).")
+@click.option("--reads", type=click.IntRange(1, 8), default=1, show_default=True,
+              help="comet: read each document N times, chunk boundaries shifted, and answer from all "
+                   "the reads together (as `comet ask --reads`); N times the reading time.")
 @click.option("--json", "as_json", is_flag=True, help="Print the aggregate as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display on stderr.")
 def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, out, lengths, depths, samples,
-             dtype, as_json, quiet):
+             dtype, reads, as_json, quiet):
     """Score a method on TASK: a long-document task from the shared data, `passkey` or `babilong`.
 
     `comet eval list` shows the tasks. Methods (all greedy, same chat prompt): comet (the
@@ -79,7 +82,7 @@ def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, o
         model, tok, folder = load_model(model_dir, step=status.update, dtype=dtype)
     from comet_cli.eval.methods import Answerer
 
-    ans = Answerer(model, tok, method, window=window, max_new_tokens=max_new_tokens)
+    ans = Answerer(model, tok, method, window=window, max_new_tokens=max_new_tokens, reads=reads)
     done = _read_done(Path(out)) if out else {}
     if grid_task:
         rows = _grid(task, ans, data, lengths, depths, samples, done, out, quiet)
@@ -98,6 +101,8 @@ def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, o
                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
         text = "  ".join(f"{k} {v}" for k, v in summary.items())
     summary["model"] = str(folder)
+    if reads > 1 and method == "comet":
+        summary["reads"] = reads
     console.result_json(summary) if as_json else console.result(text)
 
 
@@ -181,7 +186,8 @@ def _grid(task, ans, data, lengths, depths, samples, done, out, quiet) -> list[d
             for s in range(samples):
                 rid = f"{task}:{ans.run_tag}:{length}:{depths}:{s}"
                 if rid not in done:
-                    resume = SampleResume(f"{out}.partial", rid) if out and ans.method == "comet" else None
+                    resume = SampleResume(f"{out}.partial", rid) if out and ans.method == "comet" \
+                        and ans.reads == 1 else None
                     got = run_sample(ans, books, length, depths_grid(depths), 0, s, resume=resume,
                                      progress=note, kind=task, tasks=tasks)
                     done[rid] = {"id": rid, "rows": got}

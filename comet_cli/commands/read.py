@@ -45,6 +45,10 @@ def _common(f):
         click.option("--no-cache", is_flag=True,
                      help="Neither reuse nor write a cached state (--state still applies)."),
         click.option("--dry-run", is_flag=True, help="Only print the plan (tokens, chunks, time, memory)."),
+        click.option("--reads", type=click.IntRange(1, 8), default=1, show_default=True,
+                     help="Read the input N times, each with its chunk boundaries shifted, and answer from "
+                          "all N memories together: finds more exact details such as numbers, at N times "
+                          "the reading time (README: Reading huge inputs)."),
         click.option("--device", default="auto", show_default=True,
                      help="Where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N."),
         dtype_option("Precision of the model and the memory: bfloat16 reads faster on CPUs with "
@@ -103,13 +107,13 @@ def plan(path, model_dir, include, exclude, password, max_new_tokens, as_json, d
 
 
 def _print_plan(path, sources, model_dir, password, max_new_tokens, as_json, include=(), exclude=(),
-                device="auto", dtype="float32"):
+                device="auto", dtype="float32", reads=1):
     from comet_cli.modelref import load_model
     from comet_cli.reading.cache import cache_state_path, input_key
     from comet_cli.reading.plan import make_plan
 
     model, tok, folder = load_model(model_dir, device=device, dtype=dtype)
-    p = make_plan(model, tok, sources, password, max_new_tokens, warn=console.warn)
+    p = make_plan(model, tok, sources, password, max_new_tokens, warn=console.warn, reads=reads)
     key = input_key(path, include, exclude)
     if key is not None:
         cached = cache_state_path(model.comet_fingerprint, key)
@@ -126,8 +130,8 @@ def _print_plan(path, sources, model_dir, password, max_new_tokens, as_json, inc
         if p.estimated_tokens is not None else f"tokens       {unknown}",
         f"chunks       ~{p.chunks:,} of {p.chunk_size}" if p.chunks is not None else f"chunks       {unknown}",
         f"speed        {p.tokens_per_second:,.0f} tokens/s (one chunk timed on this machine)",
-        f"time         ~{_duration(p.predicted_seconds)}" if p.predicted_seconds is not None
-        else f"time         {unknown}",
+        (f"time         ~{_duration(p.predicted_seconds)}" + (f" ({p.reads} reads)" if p.reads > 1 else ""))
+        if p.predicted_seconds is not None else f"time         {unknown}",
         f"memory       peak ~{mib(p.peak_memory_bytes)} whatever the length: model {mib(p.model_bytes)}, "
         f"state {mib(p.state_bytes)}, one chunk's activations ~{mib(p.chunk_activation_bytes)}, "
         f"answer cache ~{mib(p.answer_cache_bytes)} (process RSS after one chunk {mib(p.measured_rss_bytes)})",
@@ -149,19 +153,23 @@ LOG_EVERY_S = 60.0  # without a terminal (a log file), one progress line per min
 
 
 def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_tokens, repetition_penalty,
-         include, exclude, password, quiet, checkpoint_every, no_cache, dry_run, device, dtype):
+         include, exclude, password, quiet, checkpoint_every, no_cache, dry_run, device, dtype, reads):
     from comet_cli.readers import scan
 
     t0 = time.monotonic()
+    if reads > 1 and path == "-":
+        from comet_cli.errors import InputError
+        raise InputError("stdin can be read only once: --reads needs a file or a folder")
     sources = scan(path, include, exclude, warn=console.warn)
     if dry_run:
-        _print_plan(path, sources, model_dir, password, max_new_tokens, as_json, include, exclude, device, dtype)
+        _print_plan(path, sources, model_dir, password, max_new_tokens, as_json, include, exclude, device, dtype,
+                    reads)
         return
     from comet_cli.modelref import load_model
-    from comet_cli.reading.cache import cache_state_path, input_key
+    from comet_cli.reading.cache import cache_state_path, input_key, shifted_path
     from comet_cli.reading.plan import estimate_size, estimate_tokens
     from comet_cli.reading.session import ReadOptions, read_document
-    from comet_models.runtime import chat_frame
+    from comet_models.runtime import chat_frame, read_shifts, shift_ids
 
     show = console.progress_enabled(quiet)
     model, tok, folder = load_model(model_dir, step=console.info if show else (lambda m: None), device=device,
@@ -175,45 +183,61 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
         target = cache_state_path(model.comet_fingerprint, key) if key else None
         strict = False
     est = estimate_tokens(estimate_size(sources, password)[0]) if show else None
-
-    log_at = time.monotonic() + LOG_EVERY_S if not (show or quiet) else None  # no live bar: plain lines
-
+    shifts = read_shifts(model.comet_config.chunk_size, reads)
+    results = []
     with console.make_progress(quiet) as progress:
-        task = progress.add_task("reading", total=None if est is None else est + len(prefix_ids), extra="")
-
-        def on_progress(p):
-            nonlocal log_at
-            name = p.path if len(p.path) <= 32 else "…" + p.path[-31:]
-            where = name + (f" p.{p.page}" if p.page else f" l.{p.line}" if p.line else "")
-            rate = p.tokens_this_run / p.seconds if p.seconds > 0 else 0
-            if log_at is not None and time.monotonic() >= log_at:
-                log_at = time.monotonic() + LOG_EVERY_S
-                console.info(f"read {p.tokens:,} tokens ({p.chunks:,} chunks), at {where or 'stdin'}, {rate:,.0f} tok/s")
-            total = progress.tasks[0].total
-            if total is not None and p.tokens > total:
-                total = None  # the estimate was low: drop the bar's end rather than show >100 %
-            progress.update(task, completed=p.tokens, total=total, description=where or "reading",
-                            extra=f"{p.chunks:,} chunks  {rate:,.0f} tok/s")
-
-        opts = ReadOptions(state_file=target, strict=strict, checkpoint_every=checkpoint_every,
-                           password=password, folder=os.path.isdir(path) and path != "-", input_path=path,
-                           warn=console.warn, on_progress=on_progress,
-                           on_step=console.info if show else (lambda m: None))
-        res = read_document(model, tok, sources, prefix_ids, opts)
-    if show and res.reused:
-        console.info(f"reusing memory from {res.state_file} ({res.state.tokens:,} tokens read before)")
+        for k, shift in enumerate(shifts):
+            label = f"read {k + 1}/{len(shifts)}: " if len(shifts) > 1 else ""
+            opts = ReadOptions(state_file=shifted_path(target, shift), strict=strict,
+                               checkpoint_every=checkpoint_every, password=password,
+                               folder=os.path.isdir(path) and path != "-", input_path=path, warn=console.warn,
+                               on_progress=_progress_display(progress, est, len(prefix_ids) + shift, label, show, quiet),
+                               on_step=console.info if show else (lambda m: None))
+            res = read_document(model, tok, sources, prefix_ids + shift_ids(tok, shift), opts)
+            if show and res.reused:
+                console.info(f"{label}reusing memory from {res.state_file} ({res.state.tokens:,} tokens read before)")
+            results.append(res)
+            if res.state.chunks == 0 and len(shifts) > 1:  # the input fits in one chunk: nothing to shift
+                if show:
+                    console.info("the input fits in one chunk: one read is all there is")
+                break
+    res = results[0]
 
     penalty = REPETITION_PENALTY[field] if repetition_penalty is None else repetition_penalty
-    text = _answer(model, tok, res.state, suffix_ids, max_new_tokens, penalty, stream=not as_json)
+    text = _answer(model, tok, [r.state for r in results], suffix_ids, max_new_tokens, penalty, stream=not as_json)
     if as_json:
         console.result_json({
             field: text, "model": str(folder), "tokens_read": res.state.tokens, "chunks": res.state.chunks,
             "sources": [_source_row(r) for r in res.records],
-            "seconds": round(time.monotonic() - t0, 3), "reused_state": res.reused,
-            "tokens_read_this_run": res.tokens_this_run,
+            "seconds": round(time.monotonic() - t0, 3), "reused_state": all(r.reused for r in results),
+            "tokens_read_this_run": sum(r.tokens_this_run for r in results),
             "state_file": None if res.state_file is None else str(res.state_file),
             "state_sha256": res.sha256,
+            **({"reads": len(results), "state_files": [None if r.state_file is None else str(r.state_file)
+                                                       for r in results]} if reads > 1 else {}),
         })
+
+
+def _progress_display(progress, est, extra_tokens, label, show, quiet):
+    """The on_progress callback of one read: a bar on a terminal, a line a minute in a log file."""
+    task = progress.add_task(label or "reading", total=None if est is None else est + extra_tokens, extra="")
+    log_at = time.monotonic() + LOG_EVERY_S if not (show or quiet) else None  # no live bar: plain lines
+
+    def on_progress(p):
+        nonlocal log_at
+        name = p.path if len(p.path) <= 32 else "…" + p.path[-31:]
+        where = name + (f" p.{p.page}" if p.page else f" l.{p.line}" if p.line else "")
+        rate = p.tokens_this_run / p.seconds if p.seconds > 0 else 0
+        if log_at is not None and time.monotonic() >= log_at:
+            log_at = time.monotonic() + LOG_EVERY_S
+            console.info(f"{label}read {p.tokens:,} tokens ({p.chunks:,} chunks), at {where or 'stdin'}, "
+                         f"{rate:,.0f} tok/s")
+        total = next(t.total for t in progress.tasks if t.id == task)
+        if total is not None and p.tokens > total:
+            total = None  # the estimate was low: drop the bar's end rather than show >100 %
+        progress.update(task, completed=p.tokens, total=total, description=label + (where or "reading"),
+                        extra=f"{p.chunks:,} chunks  {rate:,.0f} tok/s")
+    return on_progress
 
 
 def _source_row(rec: dict) -> dict:

@@ -33,6 +33,7 @@ class Answerer:
     method: str
     window: int = 4096
     max_new_tokens: int = 128
+    reads: int = 1  # comet: read each document this many times, chunk boundaries shifted, answer jointly
 
     def __post_init__(self):
         from comet_models.runtime import stop_ids
@@ -47,7 +48,8 @@ class Answerer:
         """The method, plus the precision when not float32: result ids of `--out` files, so a
         bfloat16 run never takes a float32 row as done (float32 ids read as before)."""
         dtype = next(self.model.parameters()).dtype
-        return self.method if dtype == torch.float32 else f"{self.method}@{str(dtype).removeprefix('torch.')}"
+        tag = self.method + (f"+reads{self.reads}" if self.reads > 1 and self.method == "comet" else "")
+        return tag if dtype == torch.float32 else f"{tag}@{str(dtype).removeprefix('torch.')}"
 
     # -- shared pieces --------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -57,6 +59,14 @@ class Answerer:
         from comet_models.runtime import chat_frame
 
         return chat_frame(self.tokenizer, instruction)
+
+    def open(self, prefix: list[int]) -> list:
+        """One memory per read, each after the frame's prefix and its shift (runtime.read_shifts)."""
+        from comet_models.runtime import feed, new_state, read_shifts, shift_ids
+
+        C = self.model.comet_config.chunk_size
+        return [feed(self.model, new_state(self.model), prefix + shift_ids(self.tokenizer, n))
+                for n in read_shifts(C, self.reads)]
 
     @torch.inference_mode()
     def full_attention(self, ids: list[int], max_new_tokens: int | None = None) -> str:
@@ -78,14 +88,15 @@ class Answerer:
     def _comet(self, item: EvalItem) -> str:
         """Questions on the same document reuse its memory state, as `comet ask` does: the
         document is read once (the frame before it does not depend on the question)."""
-        from comet_models.runtime import feed, generate, new_state
+        from comet_models.runtime import feed, generate
 
         prefix, suffix = self.frame(build_prompt(item))
         key = hash((tuple(prefix), item.document))
         if key not in self._states:
-            self._states = {key: feed(self.model, new_state(self.model), prefix + self.encode(item.document))}
-        state = self._states[key]
-        ids = list(generate(self.model, state, suffix, max_new_tokens=self.max_new_tokens, stop=set(self.stop)))
+            doc = self.encode(item.document)
+            self._states = {key: [feed(self.model, st, doc) for st in self.open(prefix)]}
+        states = self._states[key]
+        ids = list(generate(self.model, states, suffix, max_new_tokens=self.max_new_tokens, stop=set(self.stop)))
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
     def window_ids(self, prefix: list[int], doc: list[int], suffix: list[int]) -> list[int]:

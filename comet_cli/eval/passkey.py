@@ -90,6 +90,8 @@ def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed:
     prefix, suffix = ans.frame(item.question)
     cuts = sorted((round(d * len(fill)), d) for d in depths)
     rows = []
+    if ans.method == "comet" and ans.reads > 1:
+        return _joint_sample(ans, item, needle, fill, prefix, suffix, cuts, length, sample, progress)
     if ans.method == "comet":
         from comet_models.runtime import feed, generate, new_state
 
@@ -125,6 +127,25 @@ def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed:
         ids = ans.window_ids(prefix, fill[:pos] + needle + fill[pos:], suffix)
         text = ans.full_attention(ids, max_new_tokens=12)
         rows.append(_row(length, depth, sample, key, text, item.correct(text), time.time() - t0))
+        progress(_answered(rows[-1]))
+    return rows
+
+
+def _joint_sample(ans: Answerer, item, needle, fill, prefix, suffix, cuts, length, sample, progress) -> list[dict]:
+    """A comet sample read `ans.reads` times (shifted chunk boundaries), answered from all the reads
+    together. Each read forks at the depths as a single read does; no resume points inside the sample."""
+    from comet_models.runtime import feed, generate
+
+    trunks, done, rows = ans.open(prefix), 0, []
+    for pos, depth in cuts:
+        t0 = time.time()
+        if pos > done:
+            trunks, done = [feed(ans.model, st, fill[done:pos]) for st in trunks], pos
+        progress(f"length {length:,} depth {depth:.2f}: {len(trunks)} reads")
+        forks = [feed(ans.model, st, needle + fill[pos:]) for st in trunks]
+        ids = list(generate(ans.model, forks, suffix, max_new_tokens=12, stop=set(ans.stop)))
+        text = ans.tokenizer.decode(ids, skip_special_tokens=True)
+        rows.append(_row(length, depth, sample, item.answer, text, item.correct(text), time.time() - t0))
         progress(_answered(rows[-1]))
     return rows
 

@@ -40,6 +40,14 @@ def cache_state_path(fingerprint: str, key: str) -> Path:
     return comet_home() / "states" / fingerprint / f"{key}.safetensors"
 
 
+def shifted_path(final: Path | None, shift: int) -> Path | None:
+    """Where a read with chunk boundaries shifted by `shift` tokens keeps its state: beside the plain
+    read's (`x.safetensors` -> `x.shift85.safetensors`), so each read reuses and resumes on its own."""
+    if final is None or shift == 0:
+        return final
+    return final.with_name(f"{final.stem}.shift{shift}{final.suffix}")
+
+
 def partial_path(final: Path) -> Path:
     """Checkpoints go beside the final file, so a complete state is never replaced by a partial one."""
     return final.with_name(final.name + ".partial")

@@ -37,6 +37,7 @@ class Plan:
     measured_rss_bytes: int
     peak_memory_bytes: int
     cached_state: str | None = None
+    reads: int = 1
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -99,7 +100,10 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def make_plan(model, tokenizer, sources, password=None, max_new_tokens=256, warn=lambda m: None) -> Plan:
+def make_plan(model, tokenizer, sources, password=None, max_new_tokens=256, warn=lambda m: None,
+              reads: int = 1) -> Plan:
+    """The plan of a read; with reads > 1 (`--reads`), time counts every read and the answer's cache
+    one final chunk per read."""
     chars, pages = estimate_size(sources, password, warn)
     tokens = estimate_tokens(chars)
     C = model.comet_config.chunk_size
@@ -110,5 +114,7 @@ def make_plan(model, tokenizer, sources, password=None, max_new_tokens=256, warn
         sources=len(sources), pages=pages, estimated_chars=chars, estimated_tokens=tokens,
         chunks=None if tokens is None else math.ceil(tokens / C), chunk_size=C,
         tokens_per_second=round(rate, 1),
-        predicted_seconds=None if tokens is None else round(tokens / rate, 1),
-        measured_rss_bytes=rss, peak_memory_bytes=rss + parts["answer_cache_bytes"], **parts)
+        predicted_seconds=None if tokens is None else round(reads * tokens / rate, 1),
+        measured_rss_bytes=rss, peak_memory_bytes=rss + parts["answer_cache_bytes"]
+        + (reads - 1) * (parts["answer_cache_bytes"] + parts["state_bytes"]),
+        reads=reads, **parts)

@@ -1,0 +1,149 @@
+"""Several reads of one document (`--reads N`): shifted chunk boundaries, joint answers from the summed
+log-probabilities, one cached state per read, and the pass-key grid reading each sample N times."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from comet_models.runtime import feed, generate, new_state, read_shifts, score
+from tests.test_read_support import comet, one_thread, tiny_model, write_text  # noqa: F401 (fixtures)
+from tests.tiny import comet_model, sample
+
+
+def test_read_shifts_spread_over_a_chunk():
+    assert read_shifts(256, 1) == [0]
+    assert read_shifts(256, 3) == [0, 85, 170]
+    assert read_shifts(64, 4) == [0, 16, 32, 48]
+    with pytest.raises(ValueError):
+        read_shifts(256, 0)
+
+
+def test_shift_prose_has_the_asked_length_and_repeats(tiny_model):
+    from comet_models.convert import load_comet
+    from comet_models.runtime import shift_ids
+
+    _, tok = load_comet(tiny_model)
+    a, b = shift_ids(tok, 40), shift_ids(tok, 9000)
+    assert len(a) == 40 and len(b) == 9000 and b[:40] == a and shift_ids(tok, 0) == []
+    assert "Mulligan" in tok.decode(shift_ids(tok, 20))
+
+
+def _two_reads(model):
+    doc = sample(16 * 3 + 5, seed=6)[0][0].tolist()
+    plain = feed(model, new_state(model), doc)
+    shifted = feed(model, new_state(model), [11, 12, 13, 14, 15] + doc)  # boundaries 5 tokens later
+    return plain, shifted
+
+
+def test_one_state_in_a_list_answers_as_the_state_alone():
+    model = comet_model("llama", temp_stride=2)
+    plain, _ = _two_reads(model)
+    prompt = [7, 8, 9]
+    alone = list(generate(model, plain, prompt, max_new_tokens=6))
+    assert list(generate(model, [plain], prompt, max_new_tokens=6)) == alone
+    assert list(generate(model, [plain, plain], prompt, max_new_tokens=6)) == alone  # twice the same read
+    with pytest.raises(ValueError):
+        next(generate(model, [], prompt))
+
+
+def test_joint_tokens_maximise_the_summed_log_probability():
+    """Checked through runtime.score, which teacher-forces each read on its own: at every step the
+    joint token has the highest sum over the reads of all tokens (and the reads do score differently)."""
+    model = comet_model("llama", temp_stride=2)
+    reads = _two_reads(model)
+    prompt = [7, 8, 9]
+    joint = list(generate(model, list(reads), prompt, max_new_tokens=3))
+    vocab = model.config.vocab_size
+    for i in range(3):
+        each = torch.tensor([[score(model, st, prompt, joint[:i] + [t], max_new_tokens=3) for t in range(vocab)]
+                             for st in reads])
+        assert not torch.allclose(each[0], each[1], atol=1e-3)
+        assert int(each.sum(0).argmax()) == joint[i]
+
+
+def _json(out: str) -> dict:
+    return json.loads(out)
+
+
+def test_ask_reads_twice_and_reuses_both_states(comet, tiny_model, tmp_path):
+    doc = write_text(tmp_path / "doc.txt", 120)
+    ask = ("ask", doc, "What is read?", "--model", tiny_model, "--json", "--max-new-tokens", "4")
+    first = _json(comet(*ask, "--reads", "2")[1])
+    assert first["reads"] == 2 and first["reused_state"] is False
+    plain, shifted = (Path(p) for p in first["state_files"])
+    assert plain == Path(first["state_file"]) and shifted.name == plain.stem + ".shift32.safetensors"
+    assert plain.is_file() and shifted.is_file()
+    again = _json(comet(*ask, "--reads", "2")[1])
+    assert again["reused_state"] is True and again["tokens_read_this_run"] == 0
+    assert again["answer"] == first["answer"]
+    one = _json(comet(*ask)[1])  # one read reuses the plain read's state
+    assert one["reused_state"] is True and "reads" not in one
+
+
+def test_ask_reads_with_a_named_state_file(comet, tiny_model, tmp_path):
+    doc = write_text(tmp_path / "doc.txt", 80)
+    st = tmp_path / "mem.safetensors"
+    code, out, err = comet("ask", doc, "Q?", "--model", tiny_model, "--json", "--max-new-tokens", "2",
+                           "--state", str(st), "--reads", "3")
+    assert code == 0, err
+    assert _json(out)["state_files"] == [str(st), str(tmp_path / "mem.shift21.safetensors"),
+                                         str(tmp_path / "mem.shift42.safetensors")]
+
+
+def test_input_within_one_chunk_is_read_once(comet, tiny_model, tmp_path):
+    doc = tmp_path / "short.txt"
+    doc.write_text("A short note.\n")
+    d = _json(comet("ask", str(doc), "Q?", "--model", tiny_model, "--json", "--max-new-tokens", "2",
+                    "--reads", "3", "--no-cache")[1])
+    assert d["reads"] == 1 and d["chunks"] == 0
+
+
+def test_stdin_cannot_be_read_twice(comet, tiny_model):
+    code, out, err = comet("ask", "-", "Q?", "--model", tiny_model, "--reads", "2")
+    assert code != 0 and out == "" and "stdin can be read only once" in err and "Traceback" not in err
+
+
+def test_plan_counts_every_read(comet, tiny_model, tmp_path):
+    doc = write_text(tmp_path / "doc.txt", 200)
+    one = _json(comet("ask", doc, "Q?", "--model", tiny_model, "--dry-run", "--json")[1])
+    three = _json(comet("ask", doc, "Q?", "--model", tiny_model, "--dry-run", "--json", "--reads", "3")[1])
+    assert three["reads"] == 3 and one["reads"] == 1
+    # time is measured per run, so compare it through the rate each plan used
+    # (both rounded to 0.1: tolerance 0.1 s)
+    assert three["predicted_seconds"] == pytest.approx(3 * three["estimated_tokens"] / three["tokens_per_second"],
+                                                       rel=0.01, abs=0.1)
+    assert three["peak_memory_bytes"] - three["measured_rss_bytes"] > \
+        one["peak_memory_bytes"] - one["measured_rss_bytes"]
+
+
+def test_passkey_grid_with_reads_answers_from_every_read(tiny_model, monkeypatch):
+    """Each depth's answer comes from one fork per read, each the straight read of its shifted stream."""
+    import comet_models.runtime as R
+    from comet_cli.eval import passkey as P
+    from comet_cli.eval.methods import Answerer
+    from comet_models.convert import load_comet
+
+    model, tok = load_comet(tiny_model)
+    ans = Answerer(model, tok, "comet", reads=2)
+    assert ans.run_tag == "comet+reads2"
+    seen = []
+    real = R.generate
+
+    def spy(m, states, *a, **k):
+        seen.append(states)
+        return real(m, states, *a, **k)
+
+    monkeypatch.setattr(R, "generate", spy)
+    books = [str(p) for p in Path(__file__).parent.parent.glob("examples/*.txt")]
+    rows = P.run_sample(ans, books, 300, [0.0, 1.0], seed=0, sample=0)
+    assert [r["depth"] for r in rows] == [0.0, 1.0] and len(seen) == 2
+    item, needle, fill = P.grid_sample(ans, books, 300, 0, 0)
+    prefix, _ = ans.frame(item.question)
+    shift = R.shift_ids(tok, model.comet_config.chunk_size // 2)
+    straight = feed(model, new_state(model), prefix + shift + needle + fill)  # depth 0, second read
+    fork = seen[0][1]
+    assert (fork.tokens, fork.chunks, fork.pending) == (straight.tokens, straight.chunks, straight.pending)
+    assert torch.allclose(fork.global_state, straight.global_state, atol=1e-5)
