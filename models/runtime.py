@@ -9,7 +9,7 @@ exists only for the final, open chunk (document tail + instruction) while decodi
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -197,29 +197,58 @@ def generate(model, state: MemoryState | Sequence[MemoryState], prompt_ids: Sequ
 
 def _joint_logprobs(decs: Sequence[_Decoder]) -> torch.Tensor:
     """Summed next-token log-probabilities of several decoders (banned tokens excluded from each)."""
-    total = None
-    for dec in decs:
-        logits = dec.logits.float().clone()
-        logits[dec.banned.to(logits.device)] = float("-inf")
-        lp = torch.log_softmax(logits, -1)
-        total = lp if total is None else total + lp.to(total.device)
+    total = _logprobs(decs[0])
+    for dec in decs[1:]:
+        total = total + _logprobs(dec).to(total.device)
     return total
 
 
 @torch.inference_mode()
 def score(model, state: MemoryState, prompt_ids: Sequence[int], answer_ids: Sequence[int],
-          max_new_tokens: int = 256, doc_tail: int | None = None) -> float:
+          max_new_tokens: int = 256, doc_tail: int | None = None, stop: Iterable[int] = ()) -> float:
     """log p(answer_ids) after prompt_ids, read exactly as generate reads (same final chunk for the same
-    max_new_tokens, same beacon cadence, the same tokens banned): teacher-forced, in nats."""
+    max_new_tokens, same beacon cadence, the same tokens banned): teacher-forced, in nats. With `stop`,
+    plus the log-probability of ending there (the likeliest of those end-of-turn tokens)."""
     dec = _Decoder(model, state, prompt_ids, max_new_tokens, doc_tail)
+    end = sorted(stop)
     total = 0.0
     for i, tok in enumerate(answer_ids):
-        logits = dec.logits.float().clone()
-        logits[dec.banned.to(logits.device)] = float("-inf")
-        total += float(torch.log_softmax(logits, -1)[tok])
-        if i < len(answer_ids) - 1:
+        total += float(_logprobs(dec)[tok])
+        if i < len(answer_ids) - 1 or end:
             dec.step(tok)
+    if end:
+        total += float(_logprobs(dec)[end].max())
     return total
+
+
+def _logprobs(dec: _Decoder) -> torch.Tensor:
+    logits = dec.logits.float().clone()
+    logits[dec.banned.to(logits.device)] = float("-inf")
+    return torch.log_softmax(logits, -1)
+
+
+@torch.inference_mode()
+def answer(model, state: MemoryState | Sequence[MemoryState], prompt_ids: Sequence[int], max_new_tokens: int = 256,
+           stop: set[int] | frozenset = frozenset(), doc_tail: int | None = None, **sampling) -> list[int]:
+    """The answer's token ids from one read of a document or several (`--reads`).
+
+    One state: generate's tokens. Several: the candidates are the joint answer (generate over all the
+    states) and each read's own answer, and the one returned has the highest log-probability, answer and
+    end of turn, summed over the reads. Greedy joint decoding alone commits to one token at a time and can
+    end a five-digit key after four digits that every read would score lower as a whole
+    (benchmarks/results/training/r21/README.md)."""
+    states = [state] if isinstance(state, MemoryState) else list(state)
+    run = lambda sts: list(generate(model, sts, prompt_ids, max_new_tokens, stop, doc_tail=doc_tail,  # noqa: E731
+                                    **sampling))
+    if len(states) == 1:
+        return run(states)
+    cands: list[list[int]] = []
+    for c in [run(states)] + [run([st]) for st in states]:
+        if c not in cands:
+            cands.append(c)
+    totals = [sum(score(model, st, prompt_ids, c, max_new_tokens, doc_tail, stop) for st in states)
+              for c in cands] if len(cands) > 1 else [0.0]
+    return cands[max(range(len(cands)), key=totals.__getitem__)]
 
 
 def _decode(eng: Engine, ids: torch.Tensor, past: int, cache) -> torch.Tensor:

@@ -64,6 +64,32 @@ def test_joint_tokens_maximise_the_summed_log_probability():
         assert int(each.sum(0).argmax()) == joint[i]
 
 
+def test_score_with_stop_adds_the_end_of_turn():
+    model = comet_model("llama", temp_stride=2)
+    plain, _ = _two_reads(model)
+    prompt, ids = [7, 8, 9], [20, 21, 22]
+    with_end = score(model, plain, prompt, ids, max_new_tokens=5, stop={5})
+    assert with_end == pytest.approx(score(model, plain, prompt, ids + [5], max_new_tokens=5), abs=1e-5)
+    both = score(model, plain, prompt, ids, max_new_tokens=5, stop={5, 6})
+    assert both == pytest.approx(max(with_end, score(model, plain, prompt, ids + [6], max_new_tokens=5)), abs=1e-5)
+
+
+def test_answer_picks_the_candidate_the_reads_score_highest():
+    from comet_models.runtime import answer
+
+    model = comet_model("llama", temp_stride=2)
+    # two memories whose own answers and joint answer all differ (reads of different texts here)
+    reads = [feed(model, new_state(model), sample(16 * 3 + 5, seed=s)[0][0].tolist()) for s in (6, 12)]
+    prompt, stop = [7, 8, 9], {3, 4}
+    assert answer(model, reads[0], prompt, 6, stop) == list(generate(model, reads[0], prompt, 6, stop))
+    cands = [list(generate(model, list(reads), prompt, 6, stop))] + \
+        [list(generate(model, st, prompt, 6, stop)) for st in reads]
+    total = {tuple(c): sum(score(model, st, prompt, c, 6, stop=stop) for st in reads) for c in cands}
+    assert len(total) == 3
+    got = answer(model, list(reads), prompt, 6, stop)
+    assert tuple(got) in total and total[tuple(got)] == max(total.values())
+
+
 def _json(out: str) -> dict:
     return json.loads(out)
 
@@ -130,13 +156,13 @@ def test_passkey_grid_with_reads_answers_from_every_read(tiny_model, monkeypatch
     ans = Answerer(model, tok, "comet", reads=2)
     assert ans.run_tag == "comet+reads2"
     seen = []
-    real = R.generate
+    real = R.answer
 
     def spy(m, states, *a, **k):
         seen.append(states)
         return real(m, states, *a, **k)
 
-    monkeypatch.setattr(R, "generate", spy)
+    monkeypatch.setattr(R, "answer", spy)
     books = [str(p) for p in Path(__file__).parent.parent.glob("examples/*.txt")]
     rows = P.run_sample(ans, books, 300, [0.0, 1.0], seed=0, sample=0)
     assert [r["depth"] for r in rows] == [0.0, 1.0] and len(seen) == 2

@@ -251,12 +251,16 @@ def _source_row(rec: dict) -> dict:
     return row
 
 
-def _answer(model, tok, state, suffix_ids, max_new_tokens, penalty: float, stream: bool) -> str:
-    """Generate from the memory; when streaming, write text to stdout as it is decoded."""
-    from comet_models.runtime import generate, stop_ids
+def _answer(model, tok, states, suffix_ids, max_new_tokens, penalty: float, stream: bool) -> str:
+    """Generate from the memory; when streaming, write text to stdout as it is decoded. Several reads'
+    answer is chosen among candidates (runtime.answer), so it is written whole at the end."""
+    from comet_models.runtime import answer, generate, stop_ids
 
+    stop = stop_ids(tok)
+    tokens = generate(model, states[0], suffix_ids, max_new_tokens, stop=stop, repetition_penalty=penalty) \
+        if len(states) == 1 else answer(model, states, suffix_ids, max_new_tokens, stop, repetition_penalty=penalty)
     ids, shown = [], ""
-    for t in generate(model, state, suffix_ids, max_new_tokens, stop=stop_ids(tok), repetition_penalty=penalty):
+    for t in tokens:
         ids.append(t)
         text = tok.decode(ids, skip_special_tokens=True)
         # a multi-byte character split across tokens decodes to U+FFFD until it is whole

@@ -88,7 +88,7 @@ class Answerer:
     def _comet(self, item: EvalItem) -> str:
         """Questions on the same document reuse its memory state, as `comet ask` does: the
         document is read once (the frame before it does not depend on the question)."""
-        from comet_models.runtime import feed, generate
+        from comet_models.runtime import answer, feed
 
         prefix, suffix = self.frame(build_prompt(item))
         key = hash((tuple(prefix), item.document))
@@ -96,7 +96,7 @@ class Answerer:
             doc = self.encode(item.document)
             self._states = {key: [feed(self.model, st, doc) for st in self.open(prefix)]}
         states = self._states[key]
-        ids = list(generate(self.model, states, suffix, max_new_tokens=self.max_new_tokens, stop=set(self.stop)))
+        ids = answer(self.model, states, suffix, max_new_tokens=self.max_new_tokens, stop=set(self.stop))
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
     def window_ids(self, prefix: list[int], doc: list[int], suffix: list[int]) -> list[int]:

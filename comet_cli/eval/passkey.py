@@ -133,8 +133,9 @@ def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed:
 
 def _joint_sample(ans: Answerer, item, needle, fill, prefix, suffix, cuts, length, sample, progress) -> list[dict]:
     """A comet sample read `ans.reads` times (shifted chunk boundaries), answered from all the reads
-    together. Each read forks at the depths as a single read does; no resume points inside the sample."""
-    from comet_models.runtime import feed, generate
+    together (runtime.answer). Each read forks at the depths as a single read does; no resume points
+    inside the sample."""
+    from comet_models.runtime import answer, feed
 
     trunks, done, rows = ans.open(prefix), 0, []
     for pos, depth in cuts:
@@ -143,7 +144,7 @@ def _joint_sample(ans: Answerer, item, needle, fill, prefix, suffix, cuts, lengt
             trunks, done = [feed(ans.model, st, fill[done:pos]) for st in trunks], pos
         progress(f"length {length:,} depth {depth:.2f}: {len(trunks)} reads")
         forks = [feed(ans.model, st, needle + fill[pos:]) for st in trunks]
-        ids = list(generate(ans.model, forks, suffix, max_new_tokens=12, stop=set(ans.stop)))
+        ids = answer(ans.model, forks, suffix, max_new_tokens=12, stop=set(ans.stop))
         text = ans.tokenizer.decode(ids, skip_special_tokens=True)
         rows.append(_row(length, depth, sample, item.answer, text, item.correct(text), time.time() - t0))
         progress(_answered(rows[-1]))
