@@ -11,6 +11,7 @@ An answer is right when it contains the 5-digit key.
 
     python benchmarks/first_ask.py                       # 2k-16k tokens, depths 0.25 and 0.75
     python benchmarks/first_ask.py --lengths 4096 --depths 0.1,0.5,0.9 --model runs/x/model
+    python benchmarks/first_ask.py --reads 3              # each file read 3 times (`comet ask --reads 3`)
     # -> benchmarks/results/first_ask.{json,md}; answers kept in results/first_ask/<model>.jsonl,
     #    so a rerun only asks what is missing; --out STEM writes STEM.{json,md} instead
 """
@@ -55,8 +56,9 @@ def make_file(folder: Path, text: str, length: int, depth: float, seed: int) -> 
     return path, key
 
 
-def ask(path: Path, model: str | None) -> dict:
+def ask(path: Path, model: str | None, reads: int = 1) -> dict:
     cmd = [sys.executable, "-m", "comet_cli.cli", "ask", str(path), PASSKEY_QUESTION, "--json", "-q", "--no-cache"]
+    cmd += ["--reads", str(reads)] if reads > 1 else []
     t0 = time.time()
     got = subprocess.run(cmd + (["--model", model] if model else []), capture_output=True, text=True, cwd=ROOT)
     if got.returncode != 0:
@@ -84,12 +86,13 @@ def main() -> None:
     ap.add_argument("--depths", default="0.25,0.75", help="where the key sits in each file (0 start, 1 end)")
     ap.add_argument("--model", default=None, help="CoMeT folder (default: the embedded default model)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reads", type=int, default=1, help="`comet ask --reads N` (answers kept apart per N)")
     ap.add_argument("--out", default=str(RESULTS / "first_ask"),
                     help="stem of the summary files (default: the shipped default's, benchmarks/results/first_ask)")
     args = ap.parse_args()
     lengths = [int(x) for x in args.lengths.split(",")]
     depths = [float(x) for x in args.depths.split(",")]
-    tag = model_tag(args.model)
+    tag = model_tag(args.model) + (f"-reads{args.reads}" if args.reads > 1 else "")
     store = RESULTS / "first_ask" / f"{tag}.jsonl"
     store.parent.mkdir(parents=True, exist_ok=True)
     done = {}
@@ -104,7 +107,7 @@ def main() -> None:
                 path, key = make_file(Path(tmp), text, length, depth, args.seed)
                 r = done.get((length, depth, key))
                 if r is None:
-                    r = {"length": length, "depth": depth, "key": key, **ask(path, args.model)}
+                    r = {"length": length, "depth": depth, "key": key, **ask(path, args.model, args.reads)}
                     r["right"] = key in r["answer"]
                     with open(store, "a") as f:
                         f.write(json.dumps(r) + "\n")
@@ -121,7 +124,8 @@ def main() -> None:
     lines = ["# A new user's first `comet ask`: a pass key hidden in a long text file", "",
              f"Command: `{res['command']}` ({res['model']}, weights {tag}; {res['machine']}, {res['date']}). "
              f"Each file is *Ulysses* (held out from training) with the key sentence at the given depth, "
-             f"read by `comet ask FILE \"{PASSKEY_QUESTION}\" --json -q --no-cache` in a fresh process.", "",
+             f"read by `comet ask FILE \"{PASSKEY_QUESTION}\" --json -q --no-cache"
+             + (f" --reads {args.reads}" if args.reads > 1 else "") + "` in a fresh process.", "",
              f"**{right} of {len(rows)}** files answered with the key.", "",
              "| tokens read | depth | key | answer | right | seconds |", "|---:|---:|---:|---|:---:|---:|"]
     lines += [f"| {r['tokens']:,} | {r['depth']:.2f} | {r['key']} | {_cell(r['answer'])} | {'yes' if r['right'] else 'no'} | "

@@ -15,6 +15,9 @@ tokens at CoMeT's memory budget, base weights).
     # --cached: tables and heatmaps from the samples already computed, nothing run
     # --trained-dtype bfloat16: the trained row read in bfloat16 (2.6x faster here; answers in
     #   results/<task>/trained-...-bfloat16.jsonl); the baselines stay float32
+    python benchmarks/passkey_grid.py --methods trained trained-reads3 --lengths 4096,16384,65536 \
+        --samples 10,10,3 --trained-dtype bfloat16 --out benchmarks/results/passkey_grid_reads3
+    # trained-readsN: the trained weights answering from N reads of each sample (`comet eval --reads N`)
 """
 from __future__ import annotations
 
@@ -43,10 +46,13 @@ def trained_tag(model: str | None, dtype: str = "float32") -> str:
 def run_method(name: str, args) -> list[dict]:
     from quality_table import untrained_dir
 
-    base = None if name == "trained" else str(untrained_dir())
-    method, model = {"trained": ("comet", args.trained_model), "untrained": ("comet", base),
-                     "sliding": ("sliding", base)}[name]
-    tag = trained_tag(args.trained_model, args.trained_dtype) if name == "trained" else name
+    reads = int(name.removeprefix("trained-reads")) if name.startswith("trained-reads") else 1
+    trained = name == "trained" or reads > 1
+    base = None if trained else str(untrained_dir())
+    method, model = ("comet", args.trained_model) if trained else \
+        {"untrained": ("comet", base), "sliding": ("sliding", base)}[name]
+    tag = trained_tag(args.trained_model, args.trained_dtype) if trained else name
+    tag += f"-reads{reads}" if reads > 1 else ""
     out = RESULTS / args.task / f"{tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     t = time.time()
@@ -55,7 +61,8 @@ def run_method(name: str, args) -> list[dict]:
         lengths = ",".join(str(L) for L, k in args.samples.items() if k == n)
         cmd = [sys.executable, "-m", "comet_cli.cli", "eval", args.task, "--method", method, "--lengths", lengths,
                "--depths", str(args.depths), "--samples", str(n), "--out", str(out), "--json", "-q"]
-        cmd += ["--dtype", args.trained_dtype] if name == "trained" else []
+        cmd += ["--dtype", args.trained_dtype] if trained else []
+        cmd += ["--reads", str(reads)] if reads > 1 else []
         subprocess.run(cmd + (["--model", model] if model else []), check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     print(f"{name}: {time.time() - t:.0f} s", file=sys.stderr, flush=True)
     lines = map(json.loads, out.read_text().splitlines() if out.exists() else [])  # one line per sample: its rows, one per depth
@@ -78,7 +85,9 @@ def main() -> None:
     ap.add_argument("--lengths", default="4096,16384,65536")
     ap.add_argument("--depths", type=int, default=5)
     ap.add_argument("--samples", default="1", help="samples per cell: N, or one count per length (N1,N2,...)")
-    ap.add_argument("--methods", nargs="+", default=["trained", "untrained", "sliding"])
+    ap.add_argument("--methods", nargs="+", default=["trained", "untrained", "sliding"],
+                    help="trained, untrained, sliding, or trained-readsN (the trained row read N times)")
+    ap.add_argument("--out", default=None, help="stem of the output files (default: results/<task>_grid)")
     ap.add_argument("--trained-model", default=None,
                     help="CoMeT folder for the `trained` row (default: the embedded default with its shipped weights)")
     ap.add_argument("--trained-dtype", choices=("float32", "bfloat16"), default="float32",
@@ -87,6 +96,11 @@ def main() -> None:
                     help="only the samples already in results/<task>/ (a cell without one reads \"not run\")")
     args = ap.parse_args()
     args.samples = samples_per_length(args.lengths, args.samples)
+    bad = [m for m in args.methods if m not in ("trained", "untrained", "sliding")
+           and not (m.startswith("trained-reads") and m.removeprefix("trained-reads").isdigit())]
+    if bad:
+        raise SystemExit(f"--methods {' '.join(bad)}: not trained, untrained, sliding or trained-readsN")
+    stem = Path(args.out) if args.out else RESULTS / f"{args.task}_grid"
     from comet_cli.eval.passkey import plot_heatmaps, summarize_grid
 
     results = {m: run_method(m, args) for m in args.methods}
@@ -99,8 +113,8 @@ def main() -> None:
                            for m, rows in results.items()},
            "grids": {m: {str(L): {str(d): a for d, a in ds.items()} for L, ds in g.items()} for m, g in grids.items()},
            "overall": {m: round(sum(r["correct"] for r in rows) / max(1, len(rows)), 3) for m, rows in results.items()}}
-    (RESULTS / f"{args.task}_grid.json").write_text(json.dumps(res, indent=2) + "\n")
-    plot_heatmaps(results, RESULTS / f"{args.task}_grid.png", lengths=list(args.samples))
+    stem.with_name(stem.name + ".json").write_text(json.dumps(res, indent=2) + "\n")
+    plot_heatmaps(results, stem.with_name(stem.name + ".png"), lengths=list(args.samples))
     ns = set(args.samples.values())
     per_cell = (f"{ns.pop()} sample(s) per cell" if len(ns) == 1 else
                 "samples per cell: " + ", ".join(f"{n} at {L:,}" for L, n in args.samples.items()))
@@ -110,7 +124,7 @@ def main() -> None:
              f"per-sample answers in `results/{args.task}/`.", ""]
     for m, g in grids.items():
         depths = sorted({d for ds in g.values() for d in ds})
-        who = f", {res['trained_model']}, {args.trained_dtype}" if m == "trained" else ""
+        who = f", {res['trained_model']}, {args.trained_dtype}" if m.startswith("trained") else ""
         lines += [f"**{m}**{who} (overall {res['overall'][m]:.0%})", "",
                   "| tokens | " + " | ".join(f"depth {d:.2f}" for d in depths) + " | samples |",
                   "|---:|" + "---:|" * (len(depths) + 1)]
@@ -118,7 +132,7 @@ def main() -> None:
             cells = [f"{g[L][d]:.0%}" if d in g.get(L, {}) else "not run" for d in depths]
             lines.append(f"| {L:,} | " + " | ".join(cells) + f" | {res['samples_run'][m][str(L)]} |")
         lines.append("")
-    (RESULTS / f"{args.task}_grid.md").write_text("\n".join(lines))
+    stem.with_name(stem.name + ".md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
