@@ -143,6 +143,8 @@ def test_plan_counts_every_read(comet, tiny_model, tmp_path):
                                                        rel=0.01, abs=0.1)
     assert three["peak_memory_bytes"] - three["measured_rss_bytes"] > \
         one["peak_memory_bytes"] - one["measured_rss_bytes"]
+    code, out, _ = comet("plan", doc, "--model", tiny_model, "--reads", "2")
+    assert code == 0 and "(2 reads)" in out
 
 
 def test_passkey_grid_with_reads_answers_from_every_read(tiny_model, monkeypatch):

@@ -96,14 +96,16 @@ def ask(path, question, **kw):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--device", default="auto", show_default=True, help="Where the read would run (as for summarize).")
 @dtype_option("Precision the read would use (as for summarize).")
-def plan(path, model_dir, include, exclude, password, max_new_tokens, as_json, device, dtype):
+@click.option("--reads", type=click.IntRange(1, 8), default=1, show_default=True,
+              help="Plan N reads of the input (as `comet ask --reads N`).")
+def plan(path, model_dir, include, exclude, password, max_new_tokens, as_json, device, dtype, reads):
     """Predict tokens, chunks, reading time and peak memory for PATH, before reading it.
 
     Time comes from one chunk timed on this machine; memory does not grow with the input."""
     from comet_cli.readers import scan
 
     sources = scan(path, include, exclude, warn=console.warn)
-    _print_plan(path, sources, model_dir, password, max_new_tokens, as_json, include, exclude, device, dtype)
+    _print_plan(path, sources, model_dir, password, max_new_tokens, as_json, include, exclude, device, dtype, reads)
 
 
 def _print_plan(path, sources, model_dir, password, max_new_tokens, as_json, include=(), exclude=(),
