@@ -38,3 +38,21 @@ def test_default_model_answers_then_reuses_memory(comet, default_model, tmp_path
     assert second["seconds"] < first["seconds"]
     assert os.path.dirname(second["state_file"]).endswith(json.loads(
         (Path(default_model) / "config.json").read_text())["comet"]["fingerprint"])
+
+
+@pytest.mark.slow
+@pytest.mark.real_model
+def test_default_model_reads_three_times_and_reuses_every_read(comet, default_model, tmp_path):
+    """`--reads 3` end to end: the real tokenizer's shift prose, three cached states reused by a second ask."""
+    from comet_cli.finetune.synthetic import PASSKEY_NEEDLE, PASSKEY_QUESTION, insert_at
+
+    doc = tmp_path / "key.txt"
+    doc.write_text(insert_at(EXAMPLE.read_text()[:5000], 0.5, PASSKEY_NEEDLE.format(key="40721")))
+    args = ("ask", doc, PASSKEY_QUESTION, "--model", default_model, "--json", "--max-new-tokens", "12", "--reads", "3")
+    code, out, err = comet(*args)
+    assert code == 0, err
+    first = json.loads(out)
+    assert first["reads"] == 3 and first["chunks"] >= 2 and len(set(first["state_files"])) == 3
+    assert all(Path(p).is_file() for p in first["state_files"])
+    again = json.loads(comet(*args)[1])
+    assert again["reused_state"] is True and again["answer"] == first["answer"]
