@@ -104,6 +104,12 @@ def shift_ids(tokenizer, n: int) -> list[int]:
     return [] if n <= 0 else list(ids * (n // len(ids) + 1))[:n]
 
 
+def read_prefixes(tokenizer, prefix_ids: Sequence[int], chunk_size: int, reads: int) -> list[list[int]]:
+    """What each of `reads` reads feeds before the document: the chat prefix, then its shift's prose
+    (read_shifts, shift_ids). The first is the plain read's prefix itself."""
+    return [list(prefix_ids) + shift_ids(tokenizer, n) for n in read_shifts(chunk_size, reads)]
+
+
 def stop_ids(tokenizer) -> set[int]:
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     for tok in ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>"):

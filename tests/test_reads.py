@@ -29,6 +29,8 @@ def test_shift_prose_has_the_asked_length_and_repeats(tiny_model):
     a, b = shift_ids(tok, 40), shift_ids(tok, 9000)
     assert len(a) == 40 and len(b) == 9000 and b[:40] == a and shift_ids(tok, 0) == []
     assert "Mulligan" in tok.decode(shift_ids(tok, 20))
+    from comet_models.runtime import read_prefixes
+    assert read_prefixes(tok, [1, 2], 64, 2) == [[1, 2], [1, 2] + shift_ids(tok, 32)]
 
 
 def _two_reads(model):

@@ -171,7 +171,7 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
     from comet_cli.reading.cache import cache_state_path, input_key, shifted_path
     from comet_cli.reading.plan import estimate_size, estimate_tokens
     from comet_cli.reading.session import ReadOptions, read_document
-    from comet_models.runtime import chat_frame, read_shifts, shift_ids
+    from comet_models.runtime import chat_frame, read_prefixes
 
     show = console.progress_enabled(quiet)
     model, tok, folder = load_model(model_dir, step=console.info if show else (lambda m: None), device=device,
@@ -185,21 +185,22 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
         target = cache_state_path(model.comet_fingerprint, key) if key else None
         strict = False
     est = estimate_tokens(estimate_size(sources, password)[0]) if show else None
-    shifts = read_shifts(model.comet_config.chunk_size, reads)
+    prefixes = read_prefixes(tok, prefix_ids, model.comet_config.chunk_size, reads)
     results = []
     with console.make_progress(quiet) as progress:
-        for k, shift in enumerate(shifts):
-            label = f"read {k + 1}/{len(shifts)}: " if len(shifts) > 1 else ""
+        for k, prefix in enumerate(prefixes):
+            shift = len(prefix) - len(prefix_ids)
+            label = f"read {k + 1}/{len(prefixes)}: " if len(prefixes) > 1 else ""
             opts = ReadOptions(state_file=shifted_path(target, shift), strict=strict,
                                checkpoint_every=checkpoint_every, password=password,
                                folder=os.path.isdir(path) and path != "-", input_path=path, warn=console.warn,
-                               on_progress=_progress_display(progress, est, len(prefix_ids) + shift, label, show, quiet),
+                               on_progress=_progress_display(progress, est, len(prefix), label, show, quiet),
                                on_step=console.info if show else (lambda m: None))
-            res = read_document(model, tok, sources, prefix_ids + shift_ids(tok, shift), opts)
+            res = read_document(model, tok, sources, prefix, opts)
             if show and res.reused:
                 console.info(f"{label}reusing memory from {res.state_file} ({res.state.tokens:,} tokens read before)")
             results.append(res)
-            if res.state.chunks == 0 and len(shifts) > 1:  # the input fits in one chunk: nothing to shift
+            if res.state.chunks == 0 and len(prefixes) > 1:  # the input fits in one chunk: nothing to shift
                 if show:
                     console.info("the input fits in one chunk: one read is all there is")
                 break

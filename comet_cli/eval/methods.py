@@ -61,12 +61,12 @@ class Answerer:
         return chat_frame(self.tokenizer, instruction)
 
     def open(self, prefix: list[int]) -> list:
-        """One memory per read, each after the frame's prefix and its shift (runtime.read_shifts)."""
-        from comet_models.runtime import feed, new_state, read_shifts, shift_ids
+        """One memory per read, each after the frame's prefix and its shift (runtime.read_prefixes)."""
+        from comet_models.runtime import feed, new_state, read_prefixes
 
         C = self.model.comet_config.chunk_size
-        return [feed(self.model, new_state(self.model), prefix + shift_ids(self.tokenizer, n))
-                for n in read_shifts(C, self.reads)]
+        return [feed(self.model, new_state(self.model), ids)
+                for ids in read_prefixes(self.tokenizer, prefix, C, self.reads)]
 
     @torch.inference_mode()
     def full_attention(self, ids: list[int], max_new_tokens: int | None = None) -> str:
