@@ -5,13 +5,14 @@ Each file is a stretch of *Ulysses* (held out: never in any training mix) of abo
 model that something is hidden (the grid's samples have one). Every file is read by the command a
 user runs, in a fresh process, with the embedded default unless --model is given:
 
-    comet ask FILE "What is the pass key?" --json -q --no-cache
+    comet ask FILE "What is the pass key?" --json -q --no-cache --reads auto
 
+(`--reads auto` is `comet ask`'s default: three reads of these 2k-16k-token files.)
 An answer is right when it contains the 5-digit key.
 
     python benchmarks/first_ask.py                       # 2k-16k tokens, depths 0.25 and 0.75
     python benchmarks/first_ask.py --lengths 4096 --depths 0.1,0.5,0.9 --model runs/x/model
-    python benchmarks/first_ask.py --reads 3              # each file read 3 times (`comet ask --reads 3`)
+    python benchmarks/first_ask.py --reads 1              # each file read once (`comet ask --reads 1`)
     # -> benchmarks/results/first_ask.{json,md}; answers kept in results/first_ask/<model>.jsonl,
     #    so a rerun only asks what is missing; --out STEM writes STEM.{json,md} instead
 """
@@ -56,15 +57,15 @@ def make_file(folder: Path, text: str, length: int, depth: float, seed: int) -> 
     return path, key
 
 
-def ask(path: Path, model: str | None, reads: int = 1) -> dict:
-    cmd = [sys.executable, "-m", "comet_cli.cli", "ask", str(path), PASSKEY_QUESTION, "--json", "-q", "--no-cache"]
-    cmd += ["--reads", str(reads)] if reads > 1 else []
+def ask(path: Path, model: str | None, reads: str = "auto") -> dict:
+    cmd = [sys.executable, "-m", "comet_cli.cli", "ask", str(path), PASSKEY_QUESTION, "--json", "-q", "--no-cache",
+           "--reads", str(reads)]
     t0 = time.time()
     got = subprocess.run(cmd + (["--model", model] if model else []), capture_output=True, text=True, cwd=ROOT)
     if got.returncode != 0:
         raise SystemExit(f"{path.name}: comet ask failed: {got.stderr.strip()[-400:]}")
     res = json.loads(got.stdout)
-    return {"answer": res["answer"].strip()[:120], "tokens": res["tokens_read"],
+    return {"answer": res["answer"].strip()[:120], "tokens": res["tokens_read"], "reads": res["reads"],
             "seconds": round(time.time() - t0, 1)}
 
 
@@ -86,13 +87,14 @@ def main() -> None:
     ap.add_argument("--depths", default="0.25,0.75", help="where the key sits in each file (0 start, 1 end)")
     ap.add_argument("--model", default=None, help="CoMeT folder (default: the embedded default model)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--reads", type=int, default=1, help="`comet ask --reads N` (answers kept apart per N)")
+    ap.add_argument("--reads", default="auto",
+                    help="`comet ask --reads N|auto` (default auto, as comet ask; answers kept apart per value)")
     ap.add_argument("--out", default=str(RESULTS / "first_ask"),
                     help="stem of the summary files (default: the shipped default's, benchmarks/results/first_ask)")
     args = ap.parse_args()
     lengths = [int(x) for x in args.lengths.split(",")]
     depths = [float(x) for x in args.depths.split(",")]
-    tag = model_tag(args.model) + (f"-reads{args.reads}" if args.reads > 1 else "")
+    tag = model_tag(args.model) + {"1": "", "auto": "-auto"}.get(args.reads, f"-reads{args.reads}")
     store = RESULTS / "first_ask" / f"{tag}.jsonl"
     store.parent.mkdir(parents=True, exist_ok=True)
     done = {}
@@ -125,11 +127,11 @@ def main() -> None:
              f"Command: `{res['command']}` ({res['model']}, weights {tag}; {res['machine']}, {res['date']}). "
              f"Each file is *Ulysses* (held out from training) with the key sentence at the given depth, "
              f"read by `comet ask FILE \"{PASSKEY_QUESTION}\" --json -q --no-cache"
-             + (f" --reads {args.reads}" if args.reads > 1 else "") + "` in a fresh process.", "",
+             + f" --reads {args.reads}` in a fresh process.", "",
              f"**{right} of {len(rows)}** files answered with the key.", "",
-             "| tokens read | depth | key | answer | right | seconds |", "|---:|---:|---:|---|:---:|---:|"]
+             "| tokens read | depth | key | answer | right | reads | seconds |", "|---:|---:|---:|---|:---:|---:|---:|"]
     lines += [f"| {r['tokens']:,} | {r['depth']:.2f} | {r['key']} | {_cell(r['answer'])} | {'yes' if r['right'] else 'no'} | "
-              f"{r['seconds']:.0f} |" for r in rows]
+              f"{r.get('reads', '?')} | {r['seconds']:.0f} |" for r in rows]
     out.with_name(out.name + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -57,7 +57,12 @@ def test_text_output_streams_to_stdout_only(comet, tiny_model, tmp_path):
     doc = write_text(tmp_path / "doc.txt", 20)
     code, out, err = comet("ask", doc, "Q?", "--model", tiny_model, "--max-new-tokens", "4", "--no-cache")
     assert code == 0 and out.endswith("\n")
-    assert "{" not in out[:1] and err == ""  # stderr is not a terminal: no progress bar, and a short read logs nothing
+    # stderr is not a terminal: no progress bar; a short read logs only that --reads auto reads it thrice
+    assert "{" not in out[:1] and err.splitlines() == [
+        f"{err.split()[0]} tokens: reading them 2 more times with shifted chunk boundaries, for exact details "
+        "(--reads 1 reads once)"]
+    assert comet("ask", doc, "Q?", "--model", tiny_model, "--max-new-tokens", "4", "--no-cache",
+                 "--reads", "1")[2] == ""
 
 
 def test_long_read_without_a_terminal_logs_plain_progress_lines(comet, tiny_model, tmp_path, monkeypatch):
@@ -91,6 +96,7 @@ def test_stdin(comet, tiny_model, monkeypatch):
     assert code == 0, err
     d = _json(out)
     assert d["sources"][0]["path"] == "<stdin>" and d["state_file"] is None
+    assert d["chunks"] > 0 and d["reads"] == 1  # --reads auto reads stdin (of several chunks) once
 
 
 def test_plan_and_dry_run(comet, tiny_model, tmp_path):

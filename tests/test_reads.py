@@ -107,8 +107,46 @@ def test_ask_reads_twice_and_reuses_both_states(comet, tiny_model, tmp_path):
     again = _json(comet(*ask, "--reads", "2")[1])
     assert again["reused_state"] is True and again["tokens_read_this_run"] == 0
     assert again["answer"] == first["answer"]
-    one = _json(comet(*ask)[1])  # one read reuses the plain read's state
-    assert one["reused_state"] is True and "reads" not in one
+    one = _json(comet(*ask, "--reads", "1")[1])  # one read reuses the plain read's state
+    assert one["reused_state"] is True and one["reads"] == 1 and "state_files" not in one
+
+
+def test_ask_reads_auto_three_times_up_to_the_limit_then_once(comet, tiny_model, tmp_path, monkeypatch):
+    """`comet ask` reads by default (--reads auto) a multi-chunk input of at most AUTO_READS_MAX_TOKENS
+    three times, a longer one once, on the tokens its first read counted; summarize reads once."""
+    from comet_cli.reading import plan
+
+    doc = write_text(tmp_path / "doc.txt", 60)
+    ask = ("ask", doc, "Q?", "--model", tiny_model, "--json", "--max-new-tokens", "2")
+    code, out, err = comet(*ask, "--no-cache")
+    d = _json(out)
+    assert code == 0 and d["chunks"] > 0 and d["reads"] == 3 and len(d["state_files"]) == 3
+    tokens = d["tokens_read"]
+    assert tokens <= plan.AUTO_READS_MAX_TOKENS
+    three = _json(comet(*ask, "--reads", "3", "--no-cache")[1])
+    assert three["answer"] == d["answer"]  # auto's three reads are --reads 3's
+    monkeypatch.setattr(plan, "AUTO_READS_MAX_TOKENS", tokens - 1)
+    code, out, err = comet(*ask, "--no-cache")
+    assert code == 0 and _json(out)["reads"] == 1 and "state_files" not in _json(out)
+    monkeypatch.setattr(plan, "AUTO_READS_MAX_TOKENS", tokens)
+    code, out, err = comet("ask", doc, "Q?", "--model", tiny_model, "--max-new-tokens", "2", "--no-cache")
+    assert code == 0 and "reading them 2 more times with shifted chunk boundaries" in err
+    summary = _json(comet("summarize", doc, "--model", tiny_model, "--json", "--max-new-tokens", "2",
+                          "--no-cache")[1])
+    assert summary["reads"] == 1  # stdin: tests/test_read_cli.py::test_stdin
+
+
+def test_reads_option_refuses_bad_values(comet, tiny_model, tmp_path):
+    import click
+
+    from comet_cli.commands.read import ReadsParam
+
+    doc = write_text(tmp_path / "doc.txt", 10)
+    for bad in ("0", "9", "many"):
+        assert comet("ask", doc, "Q?", "--model", tiny_model, "--reads", bad)[:2] == (2, "")  # usage error
+        with pytest.raises(click.BadParameter, match="neither a number of reads from 1 to 8 nor 'auto'"):
+            ReadsParam().convert(bad, None, None)
+    assert [ReadsParam().convert(v, None, None) for v in ("AUTO", "2", 3)] == ["auto", 2, 3]
 
 
 def test_ask_reads_with_a_named_state_file(comet, tiny_model, tmp_path):
@@ -136,9 +174,11 @@ def test_stdin_cannot_be_read_twice(comet, tiny_model):
 
 def test_plan_counts_every_read(comet, tiny_model, tmp_path):
     doc = write_text(tmp_path / "doc.txt", 200)
-    one = _json(comet("ask", doc, "Q?", "--model", tiny_model, "--dry-run", "--json")[1])
+    one = _json(comet("ask", doc, "Q?", "--model", tiny_model, "--dry-run", "--json", "--reads", "1")[1])
     three = _json(comet("ask", doc, "Q?", "--model", tiny_model, "--dry-run", "--json", "--reads", "3")[1])
     assert three["reads"] == 3 and one["reads"] == 1
+    auto = _json(comet("ask", doc, "Q?", "--model", tiny_model, "--dry-run", "--json")[1])
+    assert auto["reads"] == 3  # --reads auto plans three reads of this multi-chunk input
     # time is measured per run, so compare it through the rate each plan used
     # (both rounded to 0.1: tolerance 0.1 s)
     assert three["predicted_seconds"] == pytest.approx(3 * three["estimated_tokens"] / three["tokens_per_second"],

@@ -21,7 +21,35 @@ SUMMARIZE_INSTRUCTION = "Summarize the document above in a few sentences."
 REPETITION_PENALTY = {"summary": 1.1, "answer": 1.0}
 
 
-def _common(f):
+class ReadsParam(click.ParamType):
+    """--reads: a number of reads from 1 to 8, or `auto` (AUTO_READS of an input of more than one chunk
+    and at most AUTO_READS_MAX_TOKENS tokens, else one; decided on the tokens the first read counts)."""
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or str(value).strip().lower() == "auto":
+            return value if isinstance(value, int) else "auto"
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if not 1 <= n <= 8:
+            self.fail(f"{value!r} is neither a number of reads from 1 to 8 nor 'auto'", param, ctx)
+        return n
+
+
+def _reads_option(default):
+    from comet_cli.reading.plan import AUTO_READS, AUTO_READS_MAX_TOKENS
+
+    auto = (f"auto: {AUTO_READS} reads of an input of more than one chunk and at most "
+            f"{AUTO_READS_MAX_TOKENS:,} tokens, one of a longer one or of stdin")
+    return click.option("--reads", type=ReadsParam(), default=default, show_default=True,
+                        help="Read the input N times, each with its chunk boundaries shifted, and answer "
+                             "from all N memories together: finds more exact details such as numbers, at "
+                             f"N times the reading time ({auto}; README: Reading huge inputs).")
+
+
+def _common(f, reads_default=1):
     """Options shared by summarize and ask (applied bottom-up, listed top-down in --help)."""
     opts = [
         click.option("--model", "model_dir", type=click.Path(), default=None,
@@ -45,18 +73,19 @@ def _common(f):
         click.option("--no-cache", is_flag=True,
                      help="Neither reuse nor write a cached state (--state still applies)."),
         click.option("--dry-run", is_flag=True, help="Only print the plan (tokens, chunks, time, memory)."),
-        click.option("--reads", type=click.IntRange(1, 8), default=1, show_default=True,
-                     help="Read the input N times, each with its chunk boundaries shifted, and answer from "
-                          "all N memories together: finds more exact details such as numbers, at N times "
-                          "the reading time (README: Reading huge inputs)."),
         click.option("--device", default="auto", show_default=True,
                      help="Where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N."),
+        _reads_option(reads_default),
         dtype_option("Precision of the model and the memory: bfloat16 reads faster on CPUs with "
                      "AVX512-BF16/AMX and on GPUs (README: Reading huge inputs)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
     return f
+
+
+def _ask_options(f):
+    return _common(f, reads_default="auto")
 
 
 @click.command()
@@ -73,7 +102,7 @@ def summarize(path, **kw):
 @click.command()
 @click.argument("path")
 @click.argument("question")
-@_common
+@_ask_options
 def ask(path, question, **kw):
     """Stream PATH (a file, a folder, or - for stdin) through memory and answer QUESTION.
 
@@ -96,8 +125,9 @@ def ask(path, question, **kw):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--device", default="auto", show_default=True, help="Where the read would run (as for summarize).")
 @dtype_option("Precision the read would use (as for summarize).")
-@click.option("--reads", type=click.IntRange(1, 8), default=1, show_default=True,
-              help="Plan N reads of the input (as `comet ask --reads N`).")
+@click.option("--reads", type=ReadsParam(), default="auto", show_default=True,
+              help="Plan N reads of the input (as `comet ask --reads N`; auto: what `comet ask` does "
+                   "by default with the estimated tokens).")
 def plan(path, model_dir, include, exclude, password, max_new_tokens, as_json, device, dtype, reads):
     """Predict tokens, chunks, reading time and peak memory for PATH, before reading it.
 
@@ -159,7 +189,7 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
     from comet_cli.readers import scan
 
     t0 = time.monotonic()
-    if reads > 1 and path == "-":
+    if reads != "auto" and reads > 1 and path == "-":
         from comet_cli.errors import InputError
         raise InputError("stdin can be read only once: --reads needs a file or a folder")
     sources = scan(path, include, exclude, warn=console.warn)
@@ -169,7 +199,7 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
         return
     from comet_cli.modelref import load_model
     from comet_cli.reading.cache import cache_state_path, input_key, shifted_path
-    from comet_cli.reading.plan import estimate_size, estimate_tokens
+    from comet_cli.reading.plan import auto_reads, estimate_size, estimate_tokens
     from comet_cli.reading.session import ReadOptions, read_document
     from comet_models.runtime import chat_frame, read_prefixes
 
@@ -185,12 +215,14 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
         target = cache_state_path(model.comet_fingerprint, key) if key else None
         strict = False
     est = estimate_tokens(estimate_size(sources, password)[0]) if show else None
-    prefixes = read_prefixes(tok, prefix_ids, model.comet_config.chunk_size, reads)
+    n = 1 if reads == "auto" else reads  # auto: decided on the tokens the first read counts
     results = []
     with console.make_progress(quiet) as progress:
-        for k, prefix in enumerate(prefixes):
+        while len(results) < n:
+            k = len(results)
+            prefix = read_prefixes(tok, prefix_ids, model.comet_config.chunk_size, n)[k]
             shift = len(prefix) - len(prefix_ids)
-            label = f"read {k + 1}/{len(prefixes)}: " if len(prefixes) > 1 else ""
+            label = f"read {k + 1}/{n}: " if n > 1 else ""
             opts = ReadOptions(state_file=shifted_path(target, shift), strict=strict,
                                checkpoint_every=checkpoint_every, password=password,
                                folder=os.path.isdir(path) and path != "-", input_path=path, warn=console.warn,
@@ -200,7 +232,12 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
             if show and res.reused:
                 console.info(f"{label}reusing memory from {res.state_file} ({res.state.tokens:,} tokens read before)")
             results.append(res)
-            if res.state.chunks == 0 and len(prefixes) > 1:  # the input fits in one chunk: nothing to shift
+            if reads == "auto" and path != "-" and k == 0:
+                n = auto_reads(res.state.tokens, res.state.chunks)
+                if not quiet and n > 1:  # it triples the time: say so in a log file too
+                    console.info(f"{res.state.tokens:,} tokens: reading them {n - 1} more times with shifted "
+                                 f"chunk boundaries, for exact details (--reads 1 reads once)")
+            elif res.state.chunks == 0 and n > 1:  # the input fits in one chunk: nothing to shift
                 if show:
                     console.info("the input fits in one chunk: one read is all there is")
                 break
@@ -216,8 +253,9 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
             "tokens_read_this_run": sum(r.tokens_this_run for r in results),
             "state_file": None if res.state_file is None else str(res.state_file),
             "state_sha256": res.sha256,
-            **({"reads": len(results), "state_files": [None if r.state_file is None else str(r.state_file)
-                                                       for r in results]} if reads > 1 else {}),
+            "reads": len(results),
+            **({"state_files": [None if r.state_file is None else str(r.state_file)
+                                for r in results]} if len(results) > 1 else {}),
         })
 
 

@@ -16,6 +16,11 @@ from dataclasses import asdict, dataclass
 from comet_cli.readers import SourceFile, count_estimate
 
 CHARS_PER_TOKEN = 4.0
+# `comet ask --reads auto` (its default): three reads of an input of more than one chunk and at most
+# this many tokens, one read of a longer one (benchmarks/results/training/r21/README.md: three reads
+# found 93 of 100 keys at 4k-16k against 77 for one; at 64k they made the single read's slips).
+AUTO_READS = 3
+AUTO_READS_MAX_TOKENS = 32_768
 SAMPLE_TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
                "must be in want of a wife. ")
 
@@ -62,6 +67,15 @@ def estimate_tokens(chars: int | None) -> int | None:
     return None if chars is None else math.ceil(chars / CHARS_PER_TOKEN)
 
 
+def auto_reads(tokens: int | None, chunks: int | None) -> int:
+    """How many reads `--reads auto` makes of an input of `tokens` tokens that closes `chunks` chunks:
+    AUTO_READS for a document longer than a chunk up to AUTO_READS_MAX_TOKENS, else one (a document
+    inside one chunk has no boundary to shift; stdin, of unknown size, can be read once)."""
+    if tokens is None or not chunks or tokens > AUTO_READS_MAX_TOKENS:
+        return 1
+    return AUTO_READS
+
+
 def measure_tokens_per_second(model, tokenizer) -> float:
     """Time one chunk through the model, after one warm-up chunk."""
     from comet_models.runtime import feed, new_state
@@ -101,12 +115,14 @@ def peak_rss_bytes() -> int:
 
 
 def make_plan(model, tokenizer, sources, password=None, max_new_tokens=256, warn=lambda m: None,
-              reads: int = 1) -> Plan:
+              reads: int | str = 1) -> Plan:
     """The plan of a read; with reads > 1 (`--reads`), time counts every read and the answer's cache
-    one final chunk per read."""
+    one final chunk per read. reads="auto" plans what `--reads auto` would do with the estimate."""
     chars, pages = estimate_size(sources, password, warn)
     tokens = estimate_tokens(chars)
     C = model.comet_config.chunk_size
+    if reads == "auto":
+        reads = auto_reads(tokens, None if tokens is None else max(tokens - 1, 0) // C)
     rate = measure_tokens_per_second(model, tokenizer)
     parts = memory_parts(model, max_new_tokens)
     rss = peak_rss_bytes()
