@@ -31,6 +31,7 @@ def test_default_model_answers_then_reuses_memory(comet, default_model, tmp_path
     assert code == 0, err
     first = json.loads(out)
     assert first["chunks"] >= 1 and first["answer"].strip()
+    assert first["reads"] == 3 and len(first["state_files"]) == 3  # --reads auto: a short multi-chunk input
     code, out, err = comet("ask", doc, "Where is Netherfield Park?", *args)
     second = json.loads(out)
     assert second["reused_state"] is True and second["tokens_read_this_run"] == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from comet_models.runtime import feed, generate, new_state, read_shifts, score
+from comet_models.runtime import choose, feed, generate, new_state, read_shifts, score
 from tests.test_read_support import comet, one_thread, tiny_model, write_text  # noqa: F401 (fixtures)
 from tests.tiny import comet_model, sample
 
@@ -89,7 +89,18 @@ def test_answer_picks_the_candidate_the_reads_score_highest():
     total = {tuple(c): sum(score(model, st, prompt, c, 6, stop=stop) for st in reads) for c in cands}
     assert len(total) == 3
     got = answer(model, list(reads), prompt, 6, stop)
-    assert tuple(got) in total and total[tuple(got)] == max(total.values())
+    assert got == cands[choose(cands, [total[tuple(c)] for c in cands], 6, True)]
+
+
+def test_choose_prefers_answers_that_end_then_the_best_log_probability_per_token():
+    """Per token: a sum would take the shorter answer for its length alone, and an empty one first."""
+    long_, short, empty, cut = [1, 2, 3, 4], [1, 2], [], [9] * 6  # cut: ran to max_new_tokens (6)
+    assert choose([short, long_], [-3.0, -4.5], 6, True) == 1  # -0.9 per token beats -1.0 (a sum: -3 > -4.5)
+    assert choose([short, long_], [-2.0, -5.0], 6, True) == 0  # -0.67 per token beats -1.0
+    assert choose([empty, short], [-0.1, -6.0], 6, True) == 1  # something beats nothing
+    assert choose([cut, short], [-0.6, -6.0], 6, True) == 1  # an answer that ends beats one cut off
+    assert choose([cut, empty], [-9.0, -0.1], 6, True) == 0  # but says more than nothing
+    assert choose([[5], [6]], [-2.0, -1.0], 6, False) == 1  # without the stop scored, per answer token
 
 
 def _json(out: str) -> dict:
