@@ -45,7 +45,8 @@ def _default_data() -> Path:
 @dtype_option("Precision of the model and the memory (bfloat16: faster where the hardware has it).")
 @click.option("--reads", type=click.IntRange(1, 8), default=1, show_default=True,
               help="comet: read each document N times, chunk boundaries shifted, and answer from all "
-                   "the reads together (as `comet ask --reads`); N times the reading time.")
+                   "the reads together (as `comet ask --reads`); N times the reading time. One by default, "
+                   "so every length reads alike (`comet ask` reads inputs up to 32,768 tokens 3 times).")
 @click.option("--json", "as_json", is_flag=True, help="Print the aggregate as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display on stderr.")
 def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, out, lengths, depths, samples,
