@@ -10,6 +10,7 @@ import click
 
 from comet_cli import console
 from comet_cli.modelref import dtype_option
+from comet_cli.reading.plan import AUTO_READS, AUTO_READS_MAX_TOKENS
 
 
 BABI_FILES = ("qa1_single-supporting-fact_test.txt", "qa2_two-supporting-facts_test.txt")
@@ -46,7 +47,8 @@ def _default_data() -> Path:
 @click.option("--reads", type=click.IntRange(1, 8), default=1, show_default=True,
               help="comet: read each document N times, chunk boundaries shifted, and answer from all "
                    "the reads together (as `comet ask --reads`); N times the reading time. One by default, "
-                   "so every length reads alike (`comet ask` reads inputs up to 32,768 tokens 3 times).")
+                   f"so every length reads alike (`comet ask` reads inputs up to {AUTO_READS_MAX_TOKENS:,} "
+                   f"tokens {AUTO_READS} times).")
 @click.option("--json", "as_json", is_flag=True, help="Print the aggregate as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display on stderr.")
 def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, out, lengths, depths, samples,
