@@ -43,7 +43,7 @@ def _reads_option(default):
 
     auto = (f"auto: {AUTO_READS} reads of an input of more than one chunk and at most "
             f"{AUTO_READS_MAX_TOKENS:,} tokens, one of a longer one or of stdin")
-    return click.option("--reads", type=ReadsParam(), default=default, show_default=True,
+    return click.option("--reads", type=ReadsParam(), default=default, show_default=True, metavar="N|auto",
                         help="Read the input N times, each with its chunk boundaries shifted, and answer "
                              "from all N memories together: finds more exact details such as numbers, at "
                              f"N times the reading time ({auto}; README: Reading huge inputs).")
@@ -125,7 +125,7 @@ def ask(path, question, **kw):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--device", default="auto", show_default=True, help="Where the read would run (as for summarize).")
 @dtype_option("Precision the read would use (as for summarize).")
-@click.option("--reads", type=ReadsParam(), default="auto", show_default=True,
+@click.option("--reads", type=ReadsParam(), default="auto", show_default=True, metavar="N|auto",
               help="Plan N reads of the input (as `comet ask --reads N`; auto: what `comet ask` does "
                    "by default with the estimated tokens).")
 def plan(path, model_dir, include, exclude, password, max_new_tokens, as_json, device, dtype, reads):
