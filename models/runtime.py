@@ -266,7 +266,7 @@ def choose(cands: Sequence[Sequence[int]], totals: Sequence[float], max_new_toke
     the sum does (93 of 100)."""
     def rank(i):
         c = cands[i]
-        return (len(c) > 0, 0 < len(c) < max_new_tokens, totals[i] / max(len(c) + scored_stop, 1))
+        return (len(c) > 0, len(c) < max_new_tokens, totals[i] / max(len(c) + scored_stop, 1))
     return max(range(len(cands)), key=rank)
 
 

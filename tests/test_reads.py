@@ -147,6 +147,13 @@ def test_ask_reads_auto_three_times_up_to_the_limit_then_once(comet, tiny_model,
     assert summary["reads"] == 1  # stdin: tests/test_read_cli.py::test_stdin
 
 
+def test_auto_reads_counts_three_between_one_chunk_and_the_limit():
+    from comet_cli.reading.plan import AUTO_READS_MAX_TOKENS, auto_reads
+
+    assert [auto_reads(t, 64) for t in (None, 10, 64, 65, AUTO_READS_MAX_TOKENS, AUTO_READS_MAX_TOKENS + 1)] == \
+        [1, 1, 1, 3, 3, 1]
+
+
 def test_reads_option_refuses_bad_values(comet, tiny_model, tmp_path):
     import click
 

@@ -27,8 +27,8 @@ class ReadsParam(click.ParamType):
     name = "N|auto"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, int) or str(value).strip().lower() == "auto":
-            return value if isinstance(value, int) else "auto"
+        if str(value).strip().lower() == "auto":
+            return "auto"
         try:
             n = int(value)
         except ValueError:
@@ -215,14 +215,15 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
         target = cache_state_path(model.comet_fingerprint, key) if key else None
         strict = False
     est = estimate_tokens(estimate_size(sources, password)[0]) if show else None
-    n = 1 if reads == "auto" else reads  # auto: decided on the tokens the first read counts
+    C = model.comet_config.chunk_size
+    # auto: one read first, then as many more as auto_reads says for the tokens it counted
+    prefixes = read_prefixes(tok, prefix_ids, C, 1 if reads == "auto" else reads)
     results = []
     with console.make_progress(quiet) as progress:
-        while len(results) < n:
-            k = len(results)
-            prefix = read_prefixes(tok, prefix_ids, model.comet_config.chunk_size, n)[k]
+        while len(results) < len(prefixes):
+            k, prefix = len(results), prefixes[len(results)]
             shift = len(prefix) - len(prefix_ids)
-            label = f"read {k + 1}/{n}: " if n > 1 else ""
+            label = f"read {k + 1}/{len(prefixes)}: " if len(prefixes) > 1 else ""
             opts = ReadOptions(state_file=shifted_path(target, shift), strict=strict,
                                checkpoint_every=checkpoint_every, password=password,
                                folder=os.path.isdir(path) and path != "-", input_path=path, warn=console.warn,
@@ -232,12 +233,12 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
             if show and res.reused:
                 console.info(f"{label}reusing memory from {res.state_file} ({res.state.tokens:,} tokens read before)")
             results.append(res)
-            if reads == "auto" and path != "-" and k == 0:
-                n = auto_reads(res.state.tokens, res.state.chunks)
-                if not quiet and n > 1:  # it triples the time: say so in a log file too
-                    console.info(f"{res.state.tokens:,} tokens: reading them {n - 1} more times with shifted "
-                                 f"chunk boundaries, for exact details (--reads 1 reads once)")
-            elif res.state.chunks == 0 and n > 1:  # the input fits in one chunk: nothing to shift
+            if reads == "auto" and k == 0:
+                prefixes = read_prefixes(tok, prefix_ids, C, auto_reads(None if path == "-" else res.state.tokens, C))
+                if not quiet and len(prefixes) > 1:  # it triples the time: say so in a log file too
+                    console.info(f"{res.state.tokens:,} tokens: reading them {len(prefixes) - 1} more times with "
+                                 f"shifted chunk boundaries, for exact details (--reads 1 reads once)")
+            elif res.state.chunks == 0 and len(prefixes) > 1:  # the input fits in one chunk: nothing to shift
                 if show:
                     console.info("the input fits in one chunk: one read is all there is")
                 break

@@ -67,11 +67,11 @@ def estimate_tokens(chars: int | None) -> int | None:
     return None if chars is None else math.ceil(chars / CHARS_PER_TOKEN)
 
 
-def auto_reads(tokens: int | None, chunks: int | None) -> int:
-    """How many reads `--reads auto` makes of an input of `tokens` tokens that closes `chunks` chunks:
-    AUTO_READS for a document longer than a chunk up to AUTO_READS_MAX_TOKENS, else one (a document
-    inside one chunk has no boundary to shift; stdin, of unknown size, can be read once)."""
-    if tokens is None or not chunks or tokens > AUTO_READS_MAX_TOKENS:
+def auto_reads(tokens: int | None, chunk_size: int) -> int:
+    """How many reads `--reads auto` makes of an input of `tokens` tokens: AUTO_READS for one longer than
+    a chunk (it closes one) up to AUTO_READS_MAX_TOKENS, else one (inside one chunk there is no boundary
+    to shift; tokens None, stdin, can be read only once)."""
+    if tokens is None or tokens <= chunk_size or tokens > AUTO_READS_MAX_TOKENS:
         return 1
     return AUTO_READS
 
@@ -122,7 +122,7 @@ def make_plan(model, tokenizer, sources, password=None, max_new_tokens=256, warn
     tokens = estimate_tokens(chars)
     C = model.comet_config.chunk_size
     if reads == "auto":
-        reads = auto_reads(tokens, None if tokens is None else max(tokens - 1, 0) // C)
+        reads = auto_reads(tokens, C)
     rate = measure_tokens_per_second(model, tokenizer)
     parts = memory_parts(model, max_new_tokens)
     rss = peak_rss_bytes()
