@@ -1,6 +1,7 @@
 """`comet eval`: every method answers through the same frame, the pass-key grid forks memory states
 consistently with a straight read, results resume from --out, and bad input is one line."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -168,51 +169,6 @@ def test_babilong_grid_hides_the_facts_and_checks_the_answer_word(tmp_path, caps
     assert code == 1 and "qa2_two-supporting-facts_test.txt" in err and "Traceback" not in err
 
 
-def test_passkey_sample_resumes_inside_a_depth(tiny, tmp_path):
-    """A sample stopped in the middle of a fork picks up from its resume points and answers exactly as
-    an uninterrupted one; a resume point of another sample is ignored."""
-    from pathlib import Path
-
-    from comet_cli.eval import passkey as P
-    from comet_cli.eval.resume import SampleResume
-
-    model, tok = tiny
-    ans = Answerer(model, tok, "comet", max_new_tokens=4)
-    books = [str(p) for p in Path(__file__).parent.parent.glob("examples/*.txt")]
-    args = (ans, books, 700, [0.0, 0.5, 1.0], 0, 0)
-    straight = P.run_sample(*args)
-
-    class Stop(Exception):
-        pass
-
-    seen = []
-
-    def stop_in_second_fork(msg):
-        seen.append(msg)
-        if "depth 0.50: 128 of" in msg:
-            raise Stop
-
-    folder = tmp_path / "pk.jsonl.partial"
-    with pytest.raises(Stop):
-        P.run_sample(*args, progress=stop_in_second_fork, resume=SampleResume(folder, "s0", every=64))
-    assert len(list(folder.glob("*.safetensors"))) == 2  # the trunk at depth 0.5 and the fork in progress
-    from comet_models.runtime import new_state
-
-    key = straight[0]["key"]
-    # the trunk was kept where depth 0.5's fork starts, so a resumed sample reads no filler twice
-    state, done, rows = SampleResume(folder, "s0").trunk(new_state(model), key)
-    assert len(rows) == 1 and 0 < done < 700 and state.tokens > done
-    # a resume point tagged for another key (another sample, another grid) is not picked up
-    assert SampleResume(folder, "s0").trunk(new_state(model), "00000") is None
-    log = []
-    resumed = P.run_sample(*args, progress=log.append, resume=SampleResume(folder, "s0", every=64))
-    assert any("resumed after 1 of 3 depths" in m for m in log)
-    assert any("depth 0.50: resumed at token 128" in m for m in log)
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
-    assert strip(resumed) == strip(straight)
-    assert not folder.exists()  # cleared once the sample is done
-
-
 def test_heatmap_labels_and_cells_not_run(tmp_path):
     from comet_cli.eval.passkey import _k, plot_heatmaps
 
@@ -224,3 +180,99 @@ def test_heatmap_labels_and_cells_not_run(tmp_path):
     # one method lacks the 1M column: both panels still get it (as "not run"), nothing raises
     plot_heatmaps({"a": [row, {**row, "length": 1048576}], "b": [row]}, out, lengths=[4096, 1048576])
     assert out.stat().st_size > 1000
+
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stopped_and_resumed(tiny, folder, stop_at: str, depths, reads=1):
+    """(straight rows, rows of a run stopped at the first progress line containing `stop_at` and then
+    resumed, the resumed run's progress lines, the resume files and trunk at the stop); rows without
+    their timings. Resume points every 64 tokens in `folder`."""
+    from comet_cli.eval import passkey as P
+    from comet_cli.eval.resume import SampleResume
+    from comet_models.runtime import new_state
+
+    model, tok = tiny
+    ans = Answerer(model, tok, "comet", max_new_tokens=4, reads=reads)
+    books = [str(p) for p in (Path(__file__).parent.parent / "examples").glob("*.txt")]
+    args = (ans, books, 700, depths, 0, 0)
+    straight = P.run_sample(*args)
+
+    def stop(msg):
+        if stop_at in msg:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        P.run_sample(*args, progress=stop, resume=SampleResume(folder, "s0", every=64))
+    files = sorted(f.name for f in folder.glob("*.safetensors"))
+    trunk = SampleResume(folder, "s0").trunk([new_state(model)] * reads, straight[0]["key"])
+    log: list[str] = []
+    resumed = P.run_sample(*args, progress=log.append, resume=SampleResume(folder, "s0", every=64))
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    return strip(straight), strip(resumed), log, files, trunk
+
+
+def test_passkey_sample_resumes_inside_a_depth(tiny, tmp_path):
+    """A sample stopped in the middle of a fork picks up from its resume points and answers exactly as
+    an uninterrupted one."""
+    folder = tmp_path / "pk.jsonl.partial"
+    straight, resumed, log, files, trunk = _stopped_and_resumed(tiny, folder, "depth 0.50: 128 of",
+                                                                [0.0, 0.5, 1.0])
+    assert files == ["s0.fork.safetensors", "s0.trunk.safetensors"]  # the trunk at depth 0.5, the fork
+    # the trunk was kept where depth 0.5's fork starts, so a resumed sample reads no filler twice
+    (state,), done, rows = trunk
+    assert len(rows) == 1 and 0 < done < 700 and state.tokens > done
+    assert any("resumed after 1 of 3 depths" in m for m in log)
+    assert any("depth 0.50: resumed at token 128" in m for m in log)
+    assert resumed == straight
+    assert not folder.exists()  # cleared once the sample is done
+
+
+def test_resume_points_name_their_sample(tiny, tmp_path):
+    """A resume point tagged for another key or sample (another grid) is not picked up, and several
+    reads resume all together or not at all."""
+    from comet_cli.eval.resume import SampleResume
+    from comet_models.runtime import feed, new_state
+
+    model = tiny[0]
+    folder, rows = tmp_path / "p", [{"depth": 0.0}]
+    SampleResume(folder, "s0").save_trunk([feed(model, new_state(model), [5] * 40)], "12345", 40, rows)
+    (state,), done, got = SampleResume(folder, "s0").trunk([new_state(model)], "12345")
+    assert got == rows and done == 40 and state.tokens == 40
+    assert SampleResume(folder, "s0").trunk([new_state(model)], "00000") is None
+    assert SampleResume(folder, "s1").trunk([new_state(model)], "12345") is None
+    # several reads: all of them or none
+    assert SampleResume(folder, "s0").trunk([new_state(model)] * 2, "12345") is None
+
+
+def test_passkey_sample_of_three_reads_resumes(tiny, tmp_path):
+    """With --reads 3 every read keeps its resume points: a sample stopped in the middle of the second
+    read's fork resumes the first read's finished fork and the second's partial one, and answers
+    exactly as an uninterrupted sample."""
+    folder = tmp_path / "pk.jsonl.partial"
+    straight, resumed, log, files, _ = _stopped_and_resumed(tiny, folder, "depth 0.50 read 2: 128 of",
+                                                            [0.0, 0.5, 1.0], reads=3)
+    # three trunks at depth 0.5; forks: read 1's whole, read 2's in progress, read 3's of depth 0 (stale:
+    # its tag names another depth, so it is never taken for depth 0.5's)
+    assert sum(f.endswith("trunk.safetensors") for f in files) == 3
+    assert sum(f.endswith("fork.safetensors") for f in files) == 3
+    assert any("resumed after 1 of 3 depths" in m for m in log)
+    assert any("depth 0.50: resumed at token" in m for m in log)  # read 1, finished before the stop
+    assert any("depth 0.50 read 2: resumed at token 128" in m for m in log)
+    assert not any("depth 0.50: 64 of" in m for m in log)  # read 1's fork was not read again
+    assert resumed == straight
+    assert not folder.exists()
+
+
+def test_passkey_sample_resumes_inside_the_filler(tiny, tmp_path):
+    """The filler before a depth is read in slices with resume points too (at 1M tokens it is 250k
+    tokens between depths): a sample stopped there resumes from the last slice, exactly."""
+    straight, resumed, log, _, (_, done, _) = _stopped_and_resumed(tiny, tmp_path / "p", "filler 128 of",
+                                                                   [0.5, 1.0])
+    assert done == 128  # the trunk's last slice before the stop
+    assert any("resumed after 0 of 2 depths" in m for m in log)
+    assert not any("filler 64 of" in m for m in log) and any("filler 192 of" in m for m in log)
+    assert resumed == straight

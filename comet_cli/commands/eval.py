@@ -36,7 +36,8 @@ def _default_data() -> Path:
 @click.option("--max-new-tokens", type=click.IntRange(1), default=128, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Per-item JSONL; items already in it are not run again (resume). A passkey/"
-                   "babilong sample in progress also keeps resume points in OUT.partial/.")
+                   "babilong sample in progress also keeps resume points in OUT.partial/ (comet, every "
+                   "read, every 32k tokens).")
 @click.option("--lengths", default="4096,16384", show_default=True,
               help="passkey/babilong: input lengths in tokens.")
 @click.option("--depths", type=click.IntRange(1), default=5, show_default=True,
@@ -189,8 +190,7 @@ def _grid(task, ans, data, lengths, depths, samples, done, out, quiet) -> list[d
             for s in range(samples):
                 rid = f"{task}:{ans.run_tag}:{length}:{depths}:{s}"
                 if rid not in done:
-                    resume = SampleResume(f"{out}.partial", rid) if out and ans.method == "comet" \
-                        and ans.reads == 1 else None
+                    resume = SampleResume(f"{out}.partial", rid) if out and ans.method == "comet" else None
                     got = run_sample(ans, books, length, depths_grid(depths), 0, s, resume=resume,
                                      progress=note, kind=task, tasks=tasks)
                     done[rid] = {"id": rid, "rows": got}

@@ -89,38 +89,9 @@ def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed:
     key = item.answer
     prefix, suffix = ans.frame(item.question)
     cuts = sorted((round(d * len(fill)), d) for d in depths)
-    rows = []
-    if ans.method == "comet" and ans.reads > 1:
-        return _joint_sample(ans, item, needle, fill, prefix, suffix, cuts, length, sample, progress)
     if ans.method == "comet":
-        from comet_models.runtime import feed, generate, new_state
-
-        state, done = feed(ans.model, new_state(ans.model), prefix), 0
-        saved = resume.trunk(state, key) if resume else None
-        if saved:
-            state, done, rows = saved
-            progress(f"length {length:,}: resumed after {len(rows)} of {len(cuts)} depths")
-        for pos, depth in cuts[len(rows):]:  # depths in the order read: the saved rows come first
-            t0 = time.time()
-            if pos > done:
-                state, done = feed(ans.model, state, fill[done:pos]), pos
-                if resume:  # a resumed sample need not read this stretch of filler again
-                    resume.save_trunk(state, key, done, rows)
-            progress(f"length {length:,} depth {depth:.2f}: reading")
-            if resume:
-                fork = resume.feed(ans.model, state, needle + fill[pos:], key, depth,
-                                   lambda m: progress(f"length {length:,} {m}"))
-            else:
-                fork = feed(ans.model, state, needle + fill[pos:])
-            ids = list(generate(ans.model, fork, suffix, max_new_tokens=12, stop=set(ans.stop)))
-            text = ans.tokenizer.decode(ids, skip_special_tokens=True)
-            rows.append(_row(length, depth, sample, key, text, item.correct(text), time.time() - t0))
-            progress(_answered(rows[-1]))
-            if resume:
-                resume.save_trunk(state, key, done, rows)
-        if resume:
-            resume.clear()
-        return rows
+        return _comet_sample(ans, item, needle, fill, prefix, suffix, cuts, length, sample, progress, resume)
+    rows = []
     for pos, depth in cuts:
         t0 = time.time()
         progress(f"length {length:,} depth {depth:.2f}")
@@ -131,23 +102,40 @@ def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed:
     return rows
 
 
-def _joint_sample(ans: Answerer, item, needle, fill, prefix, suffix, cuts, length, sample, progress) -> list[dict]:
-    """A comet sample read `ans.reads` times (shifted chunk boundaries), answered from all the reads
-    together (runtime.answer). Each read forks at the depths as a single read does; no resume points
-    inside the sample."""
+def _comet_sample(ans: Answerer, item, needle, fill, prefix, suffix, cuts, length, sample, progress,
+                  resume) -> list[dict]:
+    """A comet sample, read `ans.reads` times (chunk boundaries shifted) and answered from all the reads
+    together (runtime.answer; one read: its own answer). Each read forks at the depths; with `resume`,
+    every read keeps its resume points."""
     from comet_models.runtime import answer, feed
 
+    key, many = item.answer, ans.reads > 1
     trunks, done, rows = ans.open(prefix), 0, []
-    for pos, depth in cuts:
+    saved = resume.trunk(trunks, key) if resume else None
+    if saved:
+        trunks, done, rows = saved
+        progress(f"length {length:,}: resumed after {len(rows)} of {len(cuts)} depths")
+    for pos, depth in cuts[len(rows):]:  # depths in the order read: the saved rows come first
         t0 = time.time()
-        if pos > done:
-            trunks, done = [feed(ans.model, st, fill[done:pos]) for st in trunks], pos
-        progress(f"length {length:,} depth {depth:.2f}: {len(trunks)} reads")
-        forks = [feed(ans.model, st, needle + fill[pos:]) for st in trunks]
+        while done < pos:  # the filler up to this depth, in slices with resume points
+            step = min(pos, done + resume.every) if resume else pos
+            trunks, done = [feed(ans.model, st, fill[done:step]) for st in trunks], step
+            if resume:  # a resumed sample need not read this stretch of filler again
+                resume.save_trunk(trunks, key, done, rows)
+                if done < pos:
+                    progress(f"length {length:,}: filler {done:,} of {pos:,} tokens before depth {depth:.2f}")
+        progress(f"length {length:,} depth {depth:.2f}: " + (f"{len(trunks)} reads" if many else "reading"))
+        rest = needle + fill[pos:]
+        forks = [resume.feed(ans.model, st, rest, key, depth, r, lambda m: progress(f"length {length:,} {m}"))
+                 if resume else feed(ans.model, st, rest) for r, st in enumerate(trunks)]
         ids = answer(ans.model, forks, suffix, max_new_tokens=12, stop=set(ans.stop))
         text = ans.tokenizer.decode(ids, skip_special_tokens=True)
-        rows.append(_row(length, depth, sample, item.answer, text, item.correct(text), time.time() - t0))
+        rows.append(_row(length, depth, sample, key, text, item.correct(text), time.time() - t0))
         progress(_answered(rows[-1]))
+        if resume:
+            resume.save_trunk(trunks, key, done, rows)
+    if resume:
+        resume.clear()
     return rows
 
 

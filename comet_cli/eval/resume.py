@@ -1,17 +1,18 @@
 """Resume points inside one grid sample, so a long pass-key sample survives a stopped process.
 
-One comet sample of 5 depths reads about 3.5 x its length: at 1M tokens that is hours on a CPU core,
-longer than a process may live. `--out` keeps whole samples; this keeps the inside of the one in
-progress, in a folder beside --out (OUT.partial/):
+One comet sample of 5 depths reads about 3.5 x its length (times --reads): at 1M tokens that is hours
+on a CPU core, longer than a process may live. `--out` keeps whole samples; this keeps the inside of
+the one in progress, in a folder beside --out (OUT.partial/), one set of files per read:
 
 - the trunk (the filler read up to the depth in progress) with the rows answered so far, saved
   when it reaches a depth and again after that depth's answer;
-- the fork being read (needle + the rest of the filler), saved every `every` tokens.
+- the fork being read (needle + the rest of the filler), saved every `every` tokens and once whole,
+  so with several reads a finished read's fork waits for the others instead of being read again.
 
-Files are memory states written atomically (`MemoryState.save`), tagged with the sample's id and key
-and checked against the model's fingerprint: a resume point from another sample, grid or model is
-ignored, never misused. Reading in slices closes the same chunks as one read, and a loaded state
-computes exactly as the live one did, so a resumed sample answers as an uninterrupted one.
+Files are memory states written atomically (`MemoryState.save`), tagged with the sample's id, key and
+read and checked against the model's fingerprint: a resume point from another sample, grid, read or
+model is ignored, never misused. Reading in slices closes the same chunks as one read, and a loaded
+state computes exactly as the live one did, so a resumed sample answers as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -26,11 +27,16 @@ class SampleResume:
     """Resume points of one sample (`rid`, the id its --out line will carry) under `folder`."""
 
     def __init__(self, folder: str | Path, rid: str, every: int = 32768):
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", rid)
+        self.stem = re.sub(r"[^A-Za-z0-9._-]+", "_", rid)
         self.folder = Path(folder)
-        self.trunk_path = self.folder / f"{stem}.trunk.safetensors"
-        self.fork_path = self.folder / f"{stem}.fork.safetensors"
         self.rid, self.every = rid, max(1, every)
+
+    def _path(self, part: str, read: int) -> Path:
+        """Read 0's files keep the one-read names, so a one-read sample resumes across versions."""
+        return self.folder / f"{self.stem}{'' if read == 0 else f'.read{read}'}.{part}.safetensors"
+
+    def _tag(self, key: str, part: str, read: int) -> str:
+        return f"{self.rid}:{key}:{part}" + ("" if read == 0 else f":read{read}")
 
     # -- files --------------------------------------------------------------------------
     def _save(self, path: Path, state: MemoryState, tag: str, **extra) -> None:
@@ -52,7 +58,7 @@ class SampleResume:
         return replace(saved, meta=extra.pop("meta", {})), extra
 
     def clear(self) -> None:
-        for p in (self.trunk_path, self.fork_path):
+        for p in self.folder.glob(f"{self.stem}.*safetensors"):
             p.unlink(missing_ok=True)
         try:
             self.folder.rmdir()  # only when no other sample left resume points there
@@ -60,31 +66,34 @@ class SampleResume:
             pass
 
     # -- the two parts of a sample ------------------------------------------------------
-    def trunk(self, state: MemoryState, key: str) -> tuple[MemoryState, int, list[dict]] | None:
-        """The trunk saved after the last finished depth: (state, tokens of filler read, rows)."""
-        got = self._load(self.trunk_path, f"{self.rid}:{key}:trunk", state.fingerprint)
-        if got is None:
+    def trunk(self, states: list[MemoryState], key: str) -> tuple[list[MemoryState], int, list[dict]] | None:
+        """The trunks (one per read) saved after the last finished depth: (states, tokens of filler
+        read, rows); None unless every read's trunk is there at the same point."""
+        got = [self._load(self._path("trunk", r), self._tag(key, "trunk", r), st.fingerprint)
+               for r, st in enumerate(states)]
+        if any(g is None for g in got) or len({(g[1]["done"], len(g[1]["rows"])) for g in got}) != 1:
             return None
-        saved, extra = got
-        return saved, int(extra["done"]), list(extra["rows"])
+        return [g[0] for g in got], int(got[0][1]["done"]), list(got[0][1]["rows"])
 
-    def save_trunk(self, state: MemoryState, key: str, done: int, rows: list[dict]) -> None:
-        self._save(self.trunk_path, state, f"{self.rid}:{key}:trunk", done=done, rows=rows)
+    def save_trunk(self, states: list[MemoryState], key: str, done: int, rows: list[dict]) -> None:
+        for r, st in enumerate(states):
+            self._save(self._path("trunk", r), st, self._tag(key, "trunk", r), done=done, rows=rows)
 
-    def feed(self, model, state: MemoryState, ids: list[int], key: str, depth: float,
+    def feed(self, model, state: MemoryState, ids: list[int], key: str, depth: float, read: int = 0,
              progress=lambda msg: None) -> MemoryState:
-        """`feed(model, state, ids)`, in slices of `every` tokens, resuming from the fork's file."""
+        """`feed(model, state, ids)`, in slices of `every` tokens, resuming from the read's fork file."""
         from comet_models.runtime import feed
 
-        tag, start = f"{self.rid}:{key}:fork:{depth:.3f}:{len(ids)}", 0
-        got = self._load(self.fork_path, tag, state.fingerprint)
+        path, tag = self._path("fork", read), self._tag(key, f"fork:{depth:.3f}:{len(ids)}", read)
+        name, start = f"depth {depth:.2f}" + (f" read {read + 1}" if read else ""), 0
+        got = self._load(path, tag, state.fingerprint)
         if got is not None:
             state, start = got[0], int(got[1]["consumed"])
-            progress(f"depth {depth:.2f}: resumed at token {start:,} of {len(ids):,}")
+            progress(f"{name}: resumed at token {start:,} of {len(ids):,}")
         for i in range(start, len(ids), self.every):
             j = min(i + self.every, len(ids))
             state = feed(model, state, ids[i:j])
+            self._save(path, state, tag, consumed=j)
             if j < len(ids):
-                self._save(self.fork_path, state, tag, consumed=j)
-                progress(f"depth {depth:.2f}: {j:,} of {len(ids):,} tokens")
+                progress(f"{name}: {j:,} of {len(ids):,} tokens")
         return state
