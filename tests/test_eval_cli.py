@@ -118,6 +118,29 @@ def test_malformed_task_file_names_the_line(tmp_path, capsys, tiny_comet_folder)
     assert code == 1 and "test.jsonl:1" in err and "Traceback" not in err
 
 
+def test_passkey_sample_ranges_split_a_grid(tmp_path, capsys, tiny_comet_folder):
+    """--samples A-B runs only those samples: two processes with ranges 0-0 and 1-2 sharing --out give
+    the lines of one --samples 3 run; an empty or malformed range is a usage error that names it."""
+    (tmp_path / "books").mkdir()
+    (tmp_path / "books" / "b.txt").write_text(DOC * 3)
+    base = ["eval", "passkey", "--lengths", "200", "--depths", "2", "--model", str(tiny_comet_folder),
+            "--data", str(tmp_path), "--json", "-q"]
+    ids = lambda f: sorted(json.loads(x)["id"] for x in f.read_text().splitlines())  # noqa: E731
+    whole, split = tmp_path / "whole.jsonl", tmp_path / "split.jsonl"
+    assert run_cli(base + ["--samples", "3", "--out", str(whole)], capsys)[0] == 0
+    code, stdout, _ = run_cli(base + ["--samples", "1-2", "--out", str(split)], capsys)
+    assert code == 0 and json.loads(stdout)["items"] == 4  # two samples x two depths
+    assert ids(split) == ids(whole)[1:]
+    assert run_cli(base + ["--samples", "0-0", "--out", str(split)], capsys)[0] == 0
+    assert ids(split) == ids(whole)
+    answers = lambda f: sorted((r["sample"], r["depth"], r["key"], r["answer"])  # noqa: E731
+                               for x in f.read_text().splitlines() for r in json.loads(x)["rows"])
+    assert answers(split) == answers(whole)
+    for bad in ("0", "5-4", "x"):
+        code, _, err = run_cli(base + ["--samples", bad], capsys)
+        assert code == 2 and f"{bad!r}" in err and "Traceback" not in err
+
+
 def test_passkey_results_resume_from_out(tmp_path, capsys, tiny_comet_folder):
     out = tmp_path / "pk.jsonl"
     args = ["eval", "passkey", "--lengths", "200", "--depths", "2", "--model", str(tiny_comet_folder),

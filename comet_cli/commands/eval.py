@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import resource
 import time
 from pathlib import Path
@@ -14,6 +15,23 @@ from comet_cli.reading.plan import AUTO_READS, AUTO_READS_MAX_TOKENS
 
 
 BABI_FILES = ("qa1_single-supporting-fact_test.txt", "qa2_two-supporting-facts_test.txt")
+
+
+class SamplesParam(click.ParamType):
+    """--samples N (samples 0 to N-1 of every cell) or A-B (samples A to B only): a grid split over
+    processes, each with its own range and one shared --out, runs every sample once."""
+
+    name = "N|A-B"
+
+    def convert(self, value, param, ctx) -> range:
+        if isinstance(value, range):
+            return value
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(value))
+        got = None if not m else range(int(m[1])) if m[2] is None else range(int(m[1]), int(m[2]) + 1)
+        if not got:
+            self.fail(f"{value!r}: expected a count of samples like 4, or a range of sample numbers like 4-5",
+                      param, ctx)
+        return got
 
 
 def _default_data() -> Path:
@@ -42,8 +60,9 @@ def _default_data() -> Path:
               help="passkey/babilong: input lengths in tokens.")
 @click.option("--depths", type=click.IntRange(1), default=5, show_default=True,
               help="passkey/babilong: depths from 0 to 1.")
-@click.option("--samples", type=click.IntRange(1), default=1, show_default=True,
-              help="passkey/babilong: samples per cell.")
+@click.option("--samples", type=SamplesParam(), default="1", show_default=True,
+              help="passkey/babilong: samples per cell (0 to N-1), or A-B: only samples A to B, to split "
+                   "a grid over processes that share --out.")
 @dtype_option("Precision of the model and the memory (bfloat16: faster where the hardware has it).")
 @click.option("--reads", type=click.IntRange(1, 8), default=1, show_default=True,
               help="comet: read each document N times, chunk boundaries shifted, and answer from all "
@@ -178,7 +197,7 @@ def _grid(task, ans, data, lengths, depths, samples, done, out, quiet) -> list[d
         tasks = [BabiTask(data / "babi" / "en" / f) for f in BABI_FILES]
     rows = []
     with console.make_progress(quiet=quiet) as progress:
-        bar = progress.add_task(f"{task} ({ans.method})", total=len(sizes) * samples, extra="")
+        bar = progress.add_task(f"{task} ({ans.method})", total=len(sizes) * len(samples), extra="")
         log = progress.disable and not quiet  # no live bar (a log file): the same news as plain lines
 
         def note(msg: str) -> None:
@@ -187,7 +206,7 @@ def _grid(task, ans, data, lengths, depths, samples, done, out, quiet) -> list[d
                 console.info(f"{task} ({ans.method}) sample {s}, {msg}")
 
         for length in sizes:
-            for s in range(samples):
+            for s in samples:
                 rid = f"{task}:{ans.run_tag}:{length}:{depths}:{s}"
                 if rid not in done:
                     resume = SampleResume(f"{out}.partial", rid) if out and ans.method == "comet" else None
