@@ -18,7 +18,7 @@ from comet_cli.readers import SourceFile, count_estimate
 CHARS_PER_TOKEN = 4.0
 # `comet ask --reads auto` (its default): three reads of an input of more than one chunk and at most
 # this many tokens, one read of a longer one (benchmarks/results/training/r21/README.md: three reads
-# found 93 of 100 keys at 4k-16k against 77 for one, 17 of 20 at 64k against 12; 256k and 1M unmeasured).
+# found 93 of 100 keys at 4k-16k against 77 for one, 27 of 30 at 64k against 21; 256k and 1M barely measured).
 AUTO_READS = 3
 AUTO_READS_MAX_TOKENS = 65_536
 SAMPLE_TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
