@@ -2,12 +2,15 @@
 picking among the reads' own answers the one with the highest summed score; per length and depth.
 
     python benchmarks/results/training/r21/tally.py benchmarks/results/training/r21/reads.jsonl
+    python benchmarks/results/training/r21/tally.py --subsets reads.jsonl reads-heldout.jsonl
+    # --subsets: which reads to take: the pick over every set of two to four of A-D, per file
     # --write-eval FILE: also append the --reads 3 answers as `comet eval passkey --reads 3` result lines
     # (reads A, B, C are that option's three reads, forked the same way), for passkey_grid.py's
     # trained-reads3 row; samples already in FILE are left alone
 """
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -59,8 +62,25 @@ def write_eval(rows: list[dict], path: Path) -> None:
                 for r in sorted(rs, key=lambda r: r["depth"])]}) + "\n")
 
 
+def subsets(files: list[str]) -> None:
+    """Keys found by the pick over each set of reads, one column per file (in-sample and held-out keys)."""
+    tables = {f: [json.loads(line) for line in Path(f).read_text().splitlines()] for f in files}
+    sets = ["".join(c) for n in (1, 2, 3, 4) for c in itertools.combinations("ABCD", n)]
+    print("| reads | " + " | ".join(f"{Path(f).name}: all | depth 0" for f in files) + " |")
+    print("|---|" + "---:|---:|" * len(files))
+    for s in sets:
+        cells = []
+        for rows in tables.values():
+            found = [r for r in rows if right(r["key"], pick(r, s))]
+            cells += [f"{len(found)}/{len(rows)}", f"{sum(r['depth'] == 0 for r in found)}/"
+                      f"{sum(r['depth'] == 0 for r in rows)}"]
+        print(f"| {s} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     args = sys.argv[1:]
+    if args and args[0] == "--subsets":
+        return subsets(args[1:])
     out = None
     if "--write-eval" in args:
         i = args.index("--write-eval")
@@ -89,8 +109,9 @@ def main() -> None:
     for line in grid.read_text().splitlines():
         for g in json.loads(line).get("rows", []):
             recorded[(g["length"], g["sample"], g["depth"])] = g["answer"]
-    same = [recorded.get((r["length"], r["sample"], r["depth"])) == r["single"]["A"] for r in rows]
-    print(f"read A gives the grid's recorded answer for {sum(same)} of {len(rows)} keys")
+    same = [recorded[k] == r["single"]["A"] for r in rows if (k := (r["length"], r["sample"], r["depth"])) in recorded]
+    if same:  # held-out samples (reads-heldout.jsonl) are not on the grid
+        print(f"read A gives the grid's recorded answer for {sum(same)} of {len(same)} keys")
     secs = sum(r["seconds"] for r in rows)
     print(f"answering time {secs / 60:.0f} min (4 reads of each sample, one thread per process)")
 
