@@ -205,7 +205,6 @@ def test_heatmap_labels_and_cells_not_run(tmp_path):
     assert out.stat().st_size > 1000
 
 
-
 class _Stop(Exception):
     pass
 
