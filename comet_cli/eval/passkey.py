@@ -109,7 +109,7 @@ def _comet_sample(ans: Answerer, item, needle, fill, prefix, suffix, cuts, lengt
     every read keeps its resume points."""
     from comet_models.runtime import answer, feed
 
-    key, many = item.answer, ans.reads > 1
+    key = item.answer
     trunks, done, rows = ans.open(prefix), 0, []
     saved = resume.trunk(trunks, key) if resume else None
     if saved:
@@ -117,14 +117,12 @@ def _comet_sample(ans: Answerer, item, needle, fill, prefix, suffix, cuts, lengt
         progress(f"length {length:,}: resumed after {len(rows)} of {len(cuts)} depths")
     for pos, depth in cuts[len(rows):]:  # depths in the order read: the saved rows come first
         t0 = time.time()
-        while done < pos:  # the filler up to this depth, in slices with resume points
-            step = min(pos, done + resume.every) if resume else pos
-            trunks, done = [feed(ans.model, st, fill[done:step]) for st in trunks], step
-            if resume:  # a resumed sample need not read this stretch of filler again
-                resume.save_trunk(trunks, key, done, rows)
-                if done < pos:
-                    progress(f"length {length:,}: filler {done:,} of {pos:,} tokens before depth {depth:.2f}")
-        progress(f"length {length:,} depth {depth:.2f}: " + (f"{len(trunks)} reads" if many else "reading"))
+        if pos > done:  # the filler up to this depth (with resume: in slices, so it is not read twice)
+            trunks = resume.advance(ans.model, trunks, fill, done, pos, key, rows, depth,
+                                    lambda m: progress(f"length {length:,}: {m}")) if resume \
+                else [feed(ans.model, st, fill[done:pos]) for st in trunks]
+            done = pos
+        progress(f"length {length:,} depth {depth:.2f}: " + (f"{len(trunks)} reads" if len(trunks) > 1 else "reading"))
         rest = needle + fill[pos:]
         forks = [resume.feed(ans.model, st, rest, key, depth, r, lambda m: progress(f"length {length:,} {m}"))
                  if resume else feed(ans.model, st, rest) for r, st in enumerate(trunks)]

@@ -79,6 +79,22 @@ class SampleResume:
         for r, st in enumerate(states):
             self._save(self._path("trunk", r), st, self._tag(key, "trunk", r), done=done, rows=rows)
 
+    def _slices(self, start: int, end: int):
+        return ((i, min(i + self.every, end)) for i in range(start, end, self.every))
+
+    def advance(self, model, states: list[MemoryState], fill: list[int], done: int, pos: int, key: str,
+                rows: list[dict], depth: float, progress=lambda msg: None) -> list[MemoryState]:
+        """The trunks fed fill[done:pos] (the filler up to the next depth) in slices of `every` tokens,
+        saved after each: at 1M tokens there are 250k tokens of filler between two depths."""
+        from comet_models.runtime import feed
+
+        for i, j in self._slices(done, pos):
+            states = [feed(model, st, fill[i:j]) for st in states]
+            self.save_trunk(states, key, j, rows)
+            if j < pos:
+                progress(f"filler {j:,} of {pos:,} tokens before depth {depth:.2f}")
+        return states
+
     def feed(self, model, state: MemoryState, ids: list[int], key: str, depth: float, read: int = 0,
              progress=lambda msg: None) -> MemoryState:
         """`feed(model, state, ids)`, in slices of `every` tokens, resuming from the read's fork file."""
@@ -90,8 +106,7 @@ class SampleResume:
         if got is not None:
             state, start = got[0], int(got[1]["consumed"])
             progress(f"{name}: resumed at token {start:,} of {len(ids):,}")
-        for i in range(start, len(ids), self.every):
-            j = min(i + self.every, len(ids))
+        for i, j in self._slices(start, len(ids)):
             state = feed(model, state, ids[i:j])
             self._save(path, state, tag, consumed=j)
             if j < len(ids):
