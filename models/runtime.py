@@ -54,6 +54,10 @@ def feed(model, state: MemoryState, token_ids: Sequence[int],
     C = model.comet_config.chunk_size
     pending = state.pending + list(token_ids)
     tokens = state.tokens + len(token_ids)
+    if state.lead and len(pending) > C:  # a chunk closes: the held-back lead goes in first
+        pending = pending[:state.lead_at] + state.lead + pending[state.lead_at:]
+        tokens += len(state.lead)
+        state = replace(state, lead=[], lead_at=0)
     n_close = ((len(pending) - 1) // C) * C if pending else 0
     if n_close == 0:
         return replace(state, pending=pending, tokens=tokens)
@@ -108,6 +112,21 @@ def read_prefixes(tokenizer, prefix_ids: Sequence[int], chunk_size: int, reads: 
     """What each of `reads` reads feeds before the document: the chat prefix, then its shift's prose
     (read_shifts, shift_ids). The first is the plain read's prefix itself."""
     return [list(prefix_ids) + shift_ids(tokenizer, n) for n in read_shifts(chunk_size, reads)]
+
+
+def lead_ids(tokenizer, chunk_size: int, shift: int) -> list[int]:
+    """The lead a read with this shift holds back (with_lead): the next chunk_size tokens of its shift
+    prose. A document longer than the first chunk's room then starts one chunk later, its boundaries
+    where the read puts them, and none of it is read in the first chunk, where the shipped default
+    loses exact details (benchmarks/results/training/r22/README.md)."""
+    return shift_ids(tokenizer, chunk_size + shift)[shift:]
+
+
+def with_lead(state: MemoryState, lead: Sequence[int]) -> MemoryState:
+    """`state` holding `lead` back: if what is fed next closes a chunk, feed puts the lead before it,
+    right after what is pending now (the chat prefix); an input that fits in the open chunk with the
+    prompt is read as if there were no lead."""
+    return replace(state, lead=list(lead), lead_at=len(state.pending))
 
 
 def stop_ids(tokenizer) -> set[int]:

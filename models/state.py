@@ -37,6 +37,8 @@ class MemoryState:
     global_state: (L, B, G, H), meaningful once has_global (a chunk was closed).
     temp_memory:  (L, B, B_T, H), entries in creation order; temp_valid (B_T,) marks real ones.
     pending:      token ids read but not yet closed into a chunk (fewer than chunk_size + 1).
+    lead:         token ids held back until a chunk closes, then put at pending[lead_at]
+                  (runtime.with_lead); empty once they are.
     """
 
     global_state: torch.Tensor
@@ -47,6 +49,8 @@ class MemoryState:
     tokens: int = 0
     chunks: int = 0
     fingerprint: str = ""
+    lead: list[int] = field(default_factory=list)
+    lead_at: int = 0
     meta: dict = field(default_factory=dict)
 
     @classmethod
@@ -90,6 +94,8 @@ class MemoryState:
         h = hashlib.sha256()
         for t in self._tensors().values():
             h.update(tensor_bytes(t))
+        if self.lead:  # a held-back lead changes what the next feed reads
+            h.update(json.dumps([self.lead_at, self.lead]).encode())
         return h.hexdigest()
 
     def _tensors(self, chunk_size: int | None = None) -> dict[str, torch.Tensor]:
@@ -110,6 +116,8 @@ class MemoryState:
         metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "fingerprint": self.fingerprint,
                     "tokens": str(self.tokens), "chunks": str(self.chunks), "has_global": str(int(self.has_global)),
                     "pending_len": str(len(self.pending)), "sha256": digest, "meta": json.dumps(self.meta)}
+        if self.lead:
+            metadata["lead"] = json.dumps([self.lead_at, self.lead])
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:
@@ -153,10 +161,11 @@ class MemoryState:
             raise StateError(f"{path}: state was written by another model (fingerprint {md.get('fingerprint')}, "
                              f"this model {fingerprint})")
         n = int(md.get("pending_len", "0"))
+        lead_at, lead = json.loads(md.get("lead", "[0, []]"))
         state = cls(tensors["global_state"], tensors["temp_memory"], tensors["temp_valid"].bool(),
                     has_global=md.get("has_global") == "1", pending=tensors["pending"][:n].tolist(),
                     tokens=int(md["tokens"]), chunks=int(md["chunks"]), fingerprint=md.get("fingerprint", ""),
-                    meta=json.loads(md.get("meta", "{}")))
+                    meta=json.loads(md.get("meta", "{}")), lead=lead, lead_at=lead_at)
         if md.get("sha256") and state.sha256() != md["sha256"]:
             raise StateError(f"{path}: state tensors do not match their recorded sha256 (corrupt file)")
         return state

@@ -63,7 +63,7 @@ def test_passkey_fork_equals_a_straight_read(tiny):
     """The grid reads shared filler once and forks states: the forked state must be the state of
     reading the whole sample in one go."""
     from comet_cli.eval import passkey as P
-    from comet_models.runtime import feed, new_state
+    from comet_models.runtime import feed, lead_ids, new_state
 
     model, tok = tiny
     ans = Answerer(model, tok, "comet", max_new_tokens=4)
@@ -93,7 +93,8 @@ def test_passkey_fork_equals_a_straight_read(tiny):
     fill = P.filler_tokens(ans, books, 300 - len(needle), rng)
     prefix, _ = ans.frame(P.QUESTION)
     pos = round(0.5 * len(fill))
-    straight = feed(model, new_state(model), prefix + fill[:pos] + needle + fill[pos:])
+    lead = lead_ids(tok, model.comet_config.chunk_size, 0)  # 300 tokens do not fit beside the prompt
+    straight = feed(model, new_state(model), prefix + lead + fill[:pos] + needle + fill[pos:])
     forked = [s for s in seen if s.tokens == straight.tokens and s.pending == straight.pending]
     assert any(torch.allclose(s.global_state, straight.global_state, atol=1e-5)
                and torch.allclose(s.temp_memory, straight.temp_memory, atol=1e-5) for s in forked)
@@ -163,7 +164,11 @@ def test_passkey_results_resume_from_out(tmp_path, capsys, tiny_comet_folder):
     code, stdout, err = run_cli(args + ["--dtype", "bfloat16"], capsys)
     assert code == 0 and json.loads(stdout)["dtype"] == "bfloat16", err
     new = [json.loads(x)["id"] for x in out.read_text().splitlines()[len(lines):]]
-    assert new == ["passkey:comet@bfloat16:200:2:0"]
+    assert new == ["passkey:comet+lead@bfloat16:200:2:0"]
+    # rows read without the lead are the ids of the rows read before leads existed
+    code, stdout, err = run_cli(args + ["--no-lead"], capsys)
+    assert code == 0, err
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()[len(lines) + 1:]] == ["passkey:comet:200:2:0"]
 
 
 def test_babilong_grid_hides_the_facts_and_checks_the_answer_word(tmp_path, capsys, tiny_comet_folder):

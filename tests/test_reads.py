@@ -51,6 +51,35 @@ def test_one_state_in_a_list_answers_as_the_state_alone():
         next(generate(model, [], prompt))
 
 
+def test_a_held_back_lead_goes_before_a_document_longer_than_the_open_chunk(tmp_path):
+    """with_lead: a document that closes a chunk is read as if the lead came after the prefix (fed in
+    any slices, and across a saved state); one that fits beside the prefix is read without it."""
+    from comet_models.runtime import with_lead
+    from comet_models.state import MemoryState
+
+    model = comet_model("llama", temp_stride=2)
+    C = model.comet_config.chunk_size
+    prefix, lead = [3, 4, 5], sample(C, seed=8)[0][0].tolist()
+    doc = sample(3 * C + 7, seed=9)[0][0].tolist()
+    held = with_lead(feed(model, new_state(model), prefix), lead)
+    straight = feed(model, new_state(model), prefix + lead + doc)
+    sliced = feed(model, feed(model, held, doc[:C - 3]), doc[C - 3:])  # the first slice still fits
+    assert (sliced.tokens, sliced.chunks, sliced.pending, sliced.lead) == \
+        (straight.tokens, straight.chunks, straight.pending, [])
+    assert sliced.sha256() == straight.sha256()
+    held.save(tmp_path / "held.safetensors", C)
+    loaded = MemoryState.load(tmp_path / "held.safetensors")
+    assert (loaded.lead, loaded.lead_at) == (lead, 3) and loaded.sha256() == held.sha256() != \
+        feed(model, new_state(model), prefix).sha256()
+    assert feed(model, loaded, doc).sha256() == straight.sha256()
+    short = doc[:C - len(prefix)]  # fits in the open chunk with the prefix: no lead, as before leads
+    plain = feed(model, new_state(model), prefix + short)
+    led = feed(model, held, short)
+    assert led.pending == plain.pending and led.chunks == 0 and led.lead == lead
+    prompt = [7, 8, 9]
+    assert list(generate(model, led, prompt, max_new_tokens=6)) == list(generate(model, plain, prompt, max_new_tokens=6))
+
+
 def test_joint_tokens_maximise_the_summed_log_probability():
     """Checked through runtime.score, which teacher-forces each read on its own: at every step the
     joint token has the highest sum over the reads of all tokens (and the reads do score differently)."""
@@ -216,7 +245,7 @@ def test_passkey_grid_with_reads_answers_from_every_read(tiny_model, monkeypatch
 
     model, tok = load_comet(tiny_model)
     ans = Answerer(model, tok, "comet", reads=2)
-    assert ans.run_tag == "comet+reads2"
+    assert ans.run_tag == "comet+reads2+lead"
     seen = []
     real = R.answer
 
@@ -230,8 +259,11 @@ def test_passkey_grid_with_reads_answers_from_every_read(tiny_model, monkeypatch
     assert [r["depth"] for r in rows] == [0.0, 1.0] and len(seen) == 2
     item, needle, fill = P.grid_sample(ans, books, 300, 0, 0)
     prefix, _ = ans.frame(item.question)
-    shift = R.shift_ids(tok, model.comet_config.chunk_size // 2)
-    straight = feed(model, new_state(model), prefix + shift + needle + fill)  # depth 0, second read
+    C = model.comet_config.chunk_size
+    shift = R.shift_ids(tok, C // 2)
+    lead = R.lead_ids(tok, C, C // 2)  # the shift prose goes on for a chunk before the document
+    assert shift + lead == R.shift_ids(tok, C + C // 2)
+    straight = feed(model, new_state(model), prefix + shift + lead + needle + fill)  # depth 0, second read
     fork = seen[0][1]
     assert (fork.tokens, fork.chunks, fork.pending) == (straight.tokens, straight.chunks, straight.pending)
     assert torch.allclose(fork.global_state, straight.global_state, atol=1e-5)

@@ -69,10 +69,14 @@ def _default_data() -> Path:
                    "the reads together (as `comet ask --reads`); N times the reading time. One by default, "
                    f"so every length reads alike (`comet ask` reads inputs up to {AUTO_READS_MAX_TOKENS:,} "
                    f"tokens {AUTO_READS} times).")
+@click.option("--lead/--no-lead", default=True, show_default=True,
+              help="comet: start a document longer than the first chunk's room after a chunk of prose, as "
+                   "`comet ask` does (--no-lead: the document's first tokens share the first chunk with the "
+                   "prompt, as earlier versions read; rows read with a lead carry +lead in their id).")
 @click.option("--json", "as_json", is_flag=True, help="Print the aggregate as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display on stderr.")
 def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, out, lengths, depths, samples,
-             dtype, reads, as_json, quiet):
+             dtype, reads, lead, as_json, quiet):
     """Score a method on TASK: a long-document task from the shared data, `passkey` or `babilong`.
 
     `comet eval list` shows the tasks. Methods (all greedy, same chat prompt): comet (the
@@ -105,7 +109,7 @@ def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, o
         model, tok, folder = load_model(model_dir, step=status.update, dtype=dtype)
     from comet_cli.eval.methods import Answerer
 
-    ans = Answerer(model, tok, method, window=window, max_new_tokens=max_new_tokens, reads=reads)
+    ans = Answerer(model, tok, method, window=window, max_new_tokens=max_new_tokens, reads=reads, lead=lead)
     done = _read_done(Path(out)) if out else {}
     if grid_task:
         rows = _grid(task, ans, data, lengths, depths, samples, done, out, quiet)

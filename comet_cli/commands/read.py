@@ -201,7 +201,7 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
     from comet_cli.reading.cache import cache_state_path, input_key, shifted_path
     from comet_cli.reading.plan import auto_reads, estimate_size, estimate_tokens
     from comet_cli.reading.session import ReadOptions, read_document
-    from comet_models.runtime import chat_frame, read_prefixes
+    from comet_models.runtime import chat_frame, lead_ids, read_prefixes
 
     show = console.progress_enabled(quiet)
     model, tok, folder = load_model(model_dir, step=console.info if show else (lambda m: None), device=device,
@@ -229,7 +229,7 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
                                folder=os.path.isdir(path) and path != "-", input_path=path, warn=console.warn,
                                on_progress=_progress_display(progress, est, len(prefix), label, show, quiet),
                                on_step=console.info if show else (lambda m: None))
-            res = read_document(model, tok, sources, prefix, opts)
+            res = read_document(model, tok, sources, prefix, opts, lead_ids(tok, C, shift))
             if show and res.reused:
                 console.info(f"{label}reusing memory from {res.state_file} ({res.state.tokens:,} tokens read before)")
             results.append(res)

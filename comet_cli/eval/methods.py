@@ -34,6 +34,7 @@ class Answerer:
     window: int = 4096
     max_new_tokens: int = 128
     reads: int = 1  # comet: read each document this many times, chunk boundaries shifted, answer jointly
+    lead: bool = True  # comet: a long document starts after a chunk of prose, as `comet ask` reads it
 
     def __post_init__(self):
         from comet_models.runtime import stop_ids
@@ -49,6 +50,7 @@ class Answerer:
         bfloat16 run never takes a float32 row as done (float32 ids read as before)."""
         dtype = next(self.model.parameters()).dtype
         tag = self.method + (f"+reads{self.reads}" if self.reads > 1 and self.method == "comet" else "")
+        tag += "+lead" if self.lead and self.method == "comet" else ""  # rows read before leads have none
         return tag if dtype == torch.float32 else f"{tag}@{str(dtype).removeprefix('torch.')}"
 
     # -- shared pieces --------------------------------------------------------------------------
@@ -61,12 +63,16 @@ class Answerer:
         return chat_frame(self.tokenizer, instruction)
 
     def open(self, prefix: list[int]) -> list:
-        """One memory per read, each after the frame's prefix and its shift (runtime.read_prefixes)."""
-        from comet_models.runtime import feed, new_state, read_prefixes
+        """One memory per read, each after the frame's prefix and its shift (runtime.read_prefixes),
+        holding its lead back (runtime.with_lead) unless lead is off."""
+        from comet_models.runtime import feed, lead_ids, new_state, read_prefixes, with_lead
 
         C = self.model.comet_config.chunk_size
-        return [feed(self.model, new_state(self.model), ids)
-                for ids in read_prefixes(self.tokenizer, prefix, C, self.reads)]
+        states = []
+        for ids in read_prefixes(self.tokenizer, prefix, C, self.reads):
+            st = feed(self.model, new_state(self.model), ids)
+            states.append(with_lead(st, lead_ids(self.tokenizer, C, len(ids) - len(prefix))) if self.lead else st)
+        return states
 
     @torch.inference_mode()
     def full_attention(self, ids: list[int], max_new_tokens: int | None = None) -> str:

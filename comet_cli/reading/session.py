@@ -1,6 +1,7 @@
 """Stream sources into a memory state, checkpointing as it goes, and resume or extend a saved one.
 
-The token stream of a read is: the chat frame's prefix, then for each source (in a folder) a
+The token stream of a read is: the chat frame's prefix, then (when the input is longer than the
+first chunk's room) the read's lead prose (runtime.with_lead), then for each source (in a folder) a
 header line, then the source's pieces, each tokenized on its own. Chunk boundaries depend only on
 that stream (runtime.feed closes chunks from the pending tokens, whatever the feed calls), so a
 read resumed from a checkpoint taken after a whole piece ends in the same state as one that was
@@ -24,7 +25,7 @@ import signal
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from comet_cli.errors import InputError, StateError, fail
 from comet_cli.readers import SourceFile, read_source
@@ -82,18 +83,22 @@ class ReadResult:
     notes: list[str] = field(default_factory=list)
 
 
-def frame_sha256(prefix_ids: list[int]) -> str:
-    return hashlib.sha256(",".join(map(str, prefix_ids)).encode()).hexdigest()[:16]
+def frame_sha256(prefix_ids: list[int], lead_ids: Sequence[int] = ()) -> str:
+    """The frame a state was read in: its prefix and held-back lead (a state without a lead hashes as
+    before leads existed, so it is never taken for one read with a lead)."""
+    ids = list(prefix_ids) + ([-1, *lead_ids] if lead_ids else [])
+    return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16]
 
 
 def read_document(model, tokenizer, sources: list[SourceFile], prefix_ids: list[int],
-                  opts: ReadOptions) -> ReadResult:
-    """Read `sources` after `prefix_ids` into a memory state, reusing or resuming a saved one."""
+                  opts: ReadOptions, lead_ids: Sequence[int] = ()) -> ReadResult:
+    """Read `sources` after `prefix_ids` into a memory state, reusing or resuming a saved one; with
+    `lead_ids`, an input longer than the first chunk's room starts after them (runtime.with_lead)."""
     from comet_models.runtime import new_state
 
     t0 = time.monotonic()
     fingerprint = model.comet_fingerprint
-    frame = frame_sha256(prefix_ids)
+    frame = frame_sha256(prefix_ids, lead_ids)
     start = _find_start(sources, fingerprint, frame, opts)
     if start is not None and start[1].status == "complete":
         state, match, path = start
@@ -101,9 +106,10 @@ def read_document(model, tokenizer, sources: list[SourceFile], prefix_ids: list[
         return ReadResult(state, state.meta["sources"], True, 0, time.monotonic() - t0,
                           opts.state_file, state.sha256(), resumed_from=str(path))
     if start is None:
-        from comet_models.runtime import feed
+        from comet_models.runtime import feed, with_lead
 
         state = feed(model, new_state(model), prefix_ids)
+        state = with_lead(state, lead_ids) if lead_ids else state
         state = replace(state, meta=_meta(opts, frame, [], False))
         match, resumed_from = Match("continue"), None
     else:
@@ -246,8 +252,9 @@ class _Run:
         from comet_models.runtime import feed
 
         ids = self.tok(text, add_special_tokens=False)["input_ids"]
+        before = self.state.tokens
         self.state = feed(self.model, self.state, ids, on_chunk=self._on_chunk)
-        self.tokens_this_run += len(ids)
+        self.tokens_this_run += self.state.tokens - before  # with a lead, when it goes in
         self._report(self.state.tokens, self.state.chunks)
         return len(ids)
 
