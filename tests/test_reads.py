@@ -214,6 +214,27 @@ def test_input_within_one_chunk_is_read_once(comet, tiny_model, tmp_path):
     assert d["reads"] == 1 and d["chunks"] == 0
 
 
+def test_a_long_input_is_read_after_the_lead_and_an_older_state_is_refused(comet, tiny_model, tmp_path):
+    """`comet ask` reads one chunk more than a read without the lead (the prose, before the document),
+    and a --state written without it (as versions before leads did) is a one-line error, not reused."""
+    from comet_cli.readers import scan
+    from comet_cli.reading.session import ReadOptions, read_document
+    from comet_models.convert import load_comet
+    from comet_models.runtime import chat_frame
+
+    doc = write_text(tmp_path / "doc.txt", 40)
+    model, tok = load_comet(tiny_model)
+    old = tmp_path / "old.safetensors"
+    before = read_document(model, tok, scan(str(doc)), chat_frame(tok, "Q?")[0], ReadOptions(state_file=old)).state
+    args = ("ask", doc, "Q?", "--model", tiny_model, "--json", "--max-new-tokens", "2", "--reads", "1")
+    d = _json(comet(*args, "--state", tmp_path / "new.safetensors")[1])
+    C = model.comet_config.chunk_size
+    assert (d["chunks"], d["tokens_read"]) == (before.chunks + 1, before.tokens + C)
+    code, out, err = comet(*args, "--state", old)
+    assert code == 1 and out == "" and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"{old}: holds the state of other content (made with another chat frame or lead" in err
+
+
 def test_stdin_cannot_be_read_twice(comet, tiny_model):
     code, out, err = comet("ask", "-", "Q?", "--model", tiny_model, "--reads", "2")
     assert code != 0 and out == "" and "stdin can be read only once" in err and "Traceback" not in err

@@ -167,7 +167,7 @@ def _find_start(sources, fingerprint, frame, opts: ReadOptions):
                                  "delete it or pass another --state")
             continue
         match = check_sources(meta, sources, opts.password) if meta.get("frame_sha256") == frame else \
-            Match("mismatch", "made with another chat frame")
+            Match("mismatch", "made with another chat frame or lead, or by a version before leads")
         if match.status != "mismatch":
             return state, match, path
         _close(match)
