@@ -139,3 +139,20 @@ def test_prefix_hasher_matches_readers(tmp_path):
     h = PrefixHasher(src)
     assert [h.advance(e) for e in (1, 3)] == [prefix_sha256(src, 1), prefix_sha256(src, 3)]
     h.close()
+
+
+def test_progress_counts_this_run_inside_a_piece(tiny_model, long_doc):
+    """A fresh read's progress reports count every token as read in this run, also while one long piece
+    is being fed (the rate on the bar is tokens_this_run / seconds: it read ~0 tok/s before)."""
+    from comet_cli.readers import scan
+    from comet_cli.reading.session import ReadOptions, read_document
+    from comet_models.convert import load_comet
+    from comet_models.runtime import chat_frame
+
+    model, tok = load_comet(tiny_model)
+    seen = []
+    res = read_document(model, tok, scan(str(long_doc)), chat_frame(tok, "Q?")[0],
+                        ReadOptions(on_progress=seen.append))
+    # the document is three pieces: most reports come from inside a piece, one per chunk closed
+    assert len(seen) > 10 and all(p.tokens_this_run == p.tokens for p in seen)
+    assert seen[-1].tokens == res.state.tokens == res.tokens_this_run

@@ -224,12 +224,15 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
             k, prefix = len(results), prefixes[len(results)]
             shift = len(prefix) - len(prefix_ids)
             label = f"read {k + 1}/{len(prefixes)}: " if len(prefixes) > 1 else ""
+            lead = lead_ids(tok, C, shift)
+            # the lead goes in only when the document closes a chunk (runtime.with_lead): count it then
+            extra = len(prefix) + (len(lead) if est is not None and est + len(prefix) > C else 0)
             opts = ReadOptions(state_file=shifted_path(target, shift), strict=strict,
                                checkpoint_every=checkpoint_every, password=password,
                                folder=os.path.isdir(path) and path != "-", input_path=path, warn=console.warn,
-                               on_progress=_progress_display(progress, est, len(prefix), label, show, quiet),
+                               on_progress=_progress_display(progress, est, extra, label, show, quiet),
                                on_step=console.info if show else (lambda m: None))
-            res = read_document(model, tok, sources, prefix, opts, lead_ids(tok, C, shift))
+            res = read_document(model, tok, sources, prefix, opts, lead)
             if show and res.reused:
                 console.info(f"{label}reusing memory from {res.state_file} ({res.state.tokens:,} tokens read before)")
             results.append(res)
@@ -274,10 +277,10 @@ def _progress_display(progress, est, extra_tokens, label, show, quiet):
             log_at = time.monotonic() + LOG_EVERY_S
             console.info(f"{label}read {p.tokens:,} tokens ({p.chunks:,} chunks), at {where or 'stdin'}, "
                          f"{rate:,.0f} tok/s")
-        total = next(t.total for t in progress.tasks if t.id == task)
-        if total is not None and p.tokens > total:
-            total = None  # the estimate was low: drop the bar's end rather than show >100 %
-        progress.update(task, completed=p.tokens, total=total, description=label + (where or "reading"),
+        t = next(t for t in progress.tasks if t.id == task)
+        if t.total is not None and p.tokens > t.total:
+            t.total = None  # the estimate was low: drop the bar's end (update() leaves total=None alone)
+        progress.update(task, completed=p.tokens, description=label + (where or "reading"),
                         extra=f"{p.chunks:,} chunks  {rate:,.0f} tok/s")
     return on_progress
 

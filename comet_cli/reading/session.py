@@ -261,15 +261,16 @@ class _Run:
     def _on_chunk(self, partial_state) -> None:
         self.chunks_this_run += 1
         # tokens are approximate inside a feed call: chunks closed times chunk size
-        self._report(self.state.tokens + (partial_state.chunks - self.state.chunks) * self.C, partial_state.chunks)
+        in_flight = (partial_state.chunks - self.state.chunks) * self.C
+        self._report(self.state.tokens + in_flight, partial_state.chunks, in_flight)
         if self.crash_after and self.chunks_this_run >= int(self.crash_after):
             if self.crash_mode == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
             raise KeyboardInterrupt(f"{CRASH_ENV} reached")
 
-    def _report(self, tokens: int, chunks: int) -> None:
+    def _report(self, tokens: int, chunks: int, in_flight: int = 0) -> None:
         path, page, line = self.where
-        self.opts.on_progress(ReadProgress(path, page, line, tokens, chunks, self.tokens_this_run,
+        self.opts.on_progress(ReadProgress(path, page, line, tokens, chunks, self.tokens_this_run + in_flight,
                                            time.monotonic() - self.t0))
 
     # -- files --------------------------------------------------------------------------------
