@@ -13,7 +13,7 @@ An answer is right when it contains the 5-digit key.
     python benchmarks/first_ask.py                       # 2k-16k tokens, depths 0.25 and 0.75
     python benchmarks/first_ask.py --lengths 4096 --depths 0.1,0.5,0.9 --model runs/x/model
     python benchmarks/first_ask.py --reads 1              # each file read once (`comet ask --reads 1`)
-    # -> benchmarks/results/first_ask.{json,md}; answers kept in results/first_ask/<model>-lead.jsonl,
+    # -> benchmarks/results/first_ask.{json,md}; answers kept in results/first_ask/<model>[-auto|-lead].jsonl,
     #    so a rerun only asks what is missing; --out STEM writes STEM.{json,md} instead
 """
 from __future__ import annotations
@@ -94,9 +94,11 @@ def main() -> None:
     args = ap.parse_args()
     lengths = [int(x) for x in args.lengths.split(",")]
     depths = [float(x) for x in args.depths.split(",")]
-    # `comet ask` reads a document after a chunk of lead prose since r22: "-lead" keeps the answers of
-    # the reads before it (files without the suffix) apart from the product's reads now
-    tag = model_tag(args.model) + {"1": "", "auto": "-auto"}.get(args.reads, f"-reads{args.reads}") + "-lead"
+    # `comet ask --reads 1` reads a long document after a chunk of lead prose (runtime.reads_with_lead):
+    # "-lead" keeps its answers apart from those read before leads. Several reads (auto's three of these
+    # files of at most 65,536 tokens) read without it, as before; results/first_ask/*-auto-lead.jsonl
+    # holds r22's answers with the lead in all three reads
+    tag = model_tag(args.model) + {"1": "-lead", "auto": "-auto"}.get(args.reads, f"-reads{args.reads}")
     store = RESULTS / "first_ask" / f"{tag}.jsonl"
     store.parent.mkdir(parents=True, exist_ok=True)
     done = {}

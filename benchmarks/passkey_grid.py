@@ -4,9 +4,9 @@ Each method is one `comet eval passkey` run (book filler, a random 5-digit key p
 per-sample rows go to benchmarks/results/passkey/<method>.jsonl (the trained row named after the
 shipped weights), so a rerun (or a longer --lengths)
 only computes the cells that are missing. Methods: `trained` (the embedded default with its shipped
-weights, reading as `comet ask` does: a long document starts after a chunk of lead prose),
+weights, reading as `comet ask` does: read once, a long document starts after a chunk of lead prose),
 `trained-nolead` (the same weights, the document's first tokens in the prompt's chunk, as the toolkit
-read before leads), `untrained` (the same layout, freshly converted; read without the lead, as its
+read before leads), `trained-lead` (the lead forced), `untrained` (the same layout, freshly converted; read without the lead, as its
 committed rows were: it finds no key either way) and `sliding` (attention sinks + recent tokens at
 CoMeT's memory budget, base weights).
 
@@ -20,8 +20,8 @@ CoMeT's memory budget, base weights).
     #   results/<task>/trained-...-bfloat16.jsonl); the baselines stay float32
     python benchmarks/passkey_grid.py --methods trained trained-reads3 --lengths 4096,16384,65536 \
         --samples 10,10,3 --trained-dtype bfloat16 --out benchmarks/results/passkey_grid_reads3
-    # trained-readsN: the trained weights answering from N reads of each sample (`comet eval --reads N`);
-    #   trained-nolead-readsN the same without the lead
+    # trained-readsN: the trained weights answering from N reads of each sample (`comet eval --reads N`),
+    #   without the lead as `comet ask --reads N` reads; trained-lead-readsN the same with it
 """
 from __future__ import annotations
 
@@ -48,20 +48,24 @@ def trained_tag(model: str | None, dtype: str = "float32") -> str:
     return tag if dtype == "float32" else f"{tag}-{dtype}"
 
 
-METHOD = re.compile(r"trained(-nolead)?(?:-reads(\d+))?|untrained|sliding")
+METHOD = re.compile(r"trained(-nolead|-lead)?(?:-reads(\d+))?|untrained|sliding")
 
 
 def run_method(name: str, args) -> list[dict]:
     from quality_table import untrained_dir
 
     m = METHOD.fullmatch(name)
-    trained, nolead = name.startswith("trained"), bool(m.group(1)) or name == "untrained"
+    from comet_models.runtime import reads_with_lead
+
+    trained = name.startswith("trained")
     reads = int(m.group(2) or 1) if trained else 1
+    # trained: as `comet ask` reads (the lead with one read only); -lead / -nolead force it; untrained: none
+    lead = trained and (m.group(1) == "-lead" or (m.group(1) is None and reads_with_lead(reads)))
     base = None if trained else str(untrained_dir())
     method, model = ("comet", args.trained_model) if trained else \
         {"untrained": ("comet", base), "sliding": ("sliding", base)}[name]
     tag = trained_tag(args.trained_model, args.trained_dtype) if trained else name
-    tag += ("" if nolead else "-lead") if trained else ""  # the files of rows read before leads keep their names
+    tag += "-lead" if lead else ""  # the files of rows read without the lead keep their names
     tag += f"-reads{reads}" if reads > 1 else ""
     out = RESULTS / args.task / f"{tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +77,7 @@ def run_method(name: str, args) -> list[dict]:
                "--depths", str(args.depths), "--samples", str(n), "--out", str(out), "--json", "-q"]
         cmd += ["--dtype", args.trained_dtype] if trained else []
         cmd += ["--reads", str(reads)] if reads > 1 else []
-        cmd += ["--no-lead"] if nolead and method == "comet" else []
+        cmd += (["--lead"] if lead else ["--no-lead"]) if method == "comet" else []
         subprocess.run(cmd + (["--model", model] if model else []), check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     print(f"{name}: {time.time() - t:.0f} s", file=sys.stderr, flush=True)
     lines = map(json.loads, out.read_text().splitlines() if out.exists() else [])  # one line per sample: its rows, one per depth
@@ -97,8 +101,8 @@ def main() -> None:
     ap.add_argument("--depths", type=int, default=5)
     ap.add_argument("--samples", default="1", help="samples per cell: N, or one count per length (N1,N2,...)")
     ap.add_argument("--methods", nargs="+", default=["trained", "untrained", "sliding"],
-                    help="trained, trained-nolead, untrained, sliding, or trained[-nolead]-readsN (the trained "
-                         "row read N times)")
+                    help="trained, trained-nolead, trained-lead, untrained, sliding, or trained[-nolead|-lead]-readsN "
+                         "(the trained row read N times; trained alone reads as `comet ask`: the lead with one read only)")
     ap.add_argument("--out", default=None, help="stem of the output files (default: results/<task>_grid)")
     ap.add_argument("--trained-model", default=None,
                     help="CoMeT folder for the `trained` row (default: the embedded default with its shipped weights)")
@@ -110,7 +114,7 @@ def main() -> None:
     args.samples = samples_per_length(args.lengths, args.samples)
     bad = [m for m in args.methods if not METHOD.fullmatch(m)]
     if bad:
-        raise SystemExit(f"--methods {' '.join(bad)}: not trained[-nolead][-readsN], untrained or sliding")
+        raise SystemExit(f"--methods {' '.join(bad)}: not trained[-nolead|-lead][-readsN], untrained or sliding")
     stem = Path(args.out) if args.out else RESULTS / f"{args.task}_grid"
     from comet_cli.eval.passkey import plot_heatmaps, summarize_grid
 

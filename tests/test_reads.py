@@ -147,8 +147,13 @@ def test_ask_reads_twice_and_reuses_both_states(comet, tiny_model, tmp_path):
     again = _json(comet(*ask, "--reads", "2")[1])
     assert again["reused_state"] is True and again["tokens_read_this_run"] == 0
     assert again["answer"] == first["answer"]
-    one = _json(comet(*ask, "--reads", "1")[1])  # one read reuses the plain read's state
-    assert one["reused_state"] is True and one["reads"] == 1 and "state_files" not in one
+    # one read takes the lead (runtime.reads_with_lead): its own cached state, beside the two reads'
+    one = _json(comet(*ask, "--reads", "1")[1])
+    assert one["reused_state"] is False and one["reads"] == 1 and "state_files" not in one
+    assert Path(one["state_file"]).name == plain.stem + ".lead.safetensors"
+    assert one["tokens_read"] == first["tokens_read"] + 64  # the tiny model's chunk: the lead
+    assert _json(comet(*ask, "--reads", "1")[1])["reused_state"] is True
+    assert _json(comet(*ask, "--reads", "2")[1])["reused_state"] is True  # both kept
 
 
 def test_ask_reads_auto_three_times_up_to_the_limit_then_once(comet, tiny_model, tmp_path, monkeypatch):
@@ -167,8 +172,11 @@ def test_ask_reads_auto_three_times_up_to_the_limit_then_once(comet, tiny_model,
     assert three["answer"] == d["answer"]  # auto's three reads are --reads 3's
     monkeypatch.setattr(plan, "AUTO_READS_MAX_TOKENS", tokens - 1)
     code, out, err = comet(*ask, "--no-cache")
-    assert code == 0 and _json(out)["reads"] == 1 and "state_files" not in _json(out)
-    monkeypatch.setattr(plan, "AUTO_READS_MAX_TOKENS", tokens)
+    one = _json(out)
+    assert code == 0 and one["reads"] == 1 and "state_files" not in one
+    # the size estimate (1,380 tokens here) is past the limit too: the one read takes the lead, a chunk
+    assert one["tokens_read"] == tokens + 64
+    monkeypatch.setattr(plan, "AUTO_READS_MAX_TOKENS", tokens + 64)  # past the estimate: no lead, 3 reads
     code, out, err = comet("ask", doc, "Q?", "--model", tiny_model, "--max-new-tokens", "2", "--no-cache")
     assert code == 0 and "reading them 2 more times with shifted chunk boundaries" in err
     summary = _json(comet("summarize", doc, "--model", tiny_model, "--json", "--max-new-tokens", "2",
@@ -265,7 +273,10 @@ def test_passkey_grid_with_reads_answers_from_every_read(tiny_model, monkeypatch
     from comet_models.convert import load_comet
 
     model, tok = load_comet(tiny_model)
-    ans = Answerer(model, tok, "comet", reads=2)
+    # as `comet ask`: the lead with one read only (runtime.reads_with_lead); forced here
+    assert Answerer(model, tok, "comet", reads=2).run_tag == "comet+reads2"
+    assert Answerer(model, tok, "comet").run_tag == "comet+lead"
+    ans = Answerer(model, tok, "comet", reads=2, lead=True)
     assert ans.run_tag == "comet+reads2+lead"
     seen = []
     real = R.answer
@@ -288,3 +299,20 @@ def test_passkey_grid_with_reads_answers_from_every_read(tiny_model, monkeypatch
     fork = seen[0][1]
     assert (fork.tokens, fork.chunks, fork.pending) == (straight.tokens, straight.chunks, straight.pending)
     assert torch.allclose(fork.global_state, straight.global_state, atol=1e-5)
+
+
+def test_plan_names_the_cached_state_each_read_layout_uses(comet, tiny_model, tmp_path):
+    """A summary's one read of a short input is `comet ask`'s plain first read (no lead: one cached state);
+    `--reads 1` on ask takes the lead and keeps x.lead.safetensors; plan and --dry-run name the right one."""
+    doc = write_text(tmp_path / "doc.txt", 60)
+    common = ("--model", tiny_model, "--json", "--max-new-tokens", "2")
+    summary = _json(comet("summarize", doc, *common)[1])
+    assert _json(comet("summarize", doc, *common, "--dry-run")[1])["cached_state"] == summary["state_file"]
+    asked = _json(comet("ask", doc, "Q?", *common)[1])  # auto: three reads, the first the summary's
+    assert asked["reads"] == 3 and asked["state_file"] == summary["state_file"] and asked["reused_state"] is False
+    assert _json(comet("ask", doc, "Q?", *common)[1])["reused_state"] is True
+    assert _json(comet("plan", doc, "--model", tiny_model, "--json", "--reads", "1")[1])["cached_state"] is None
+    one = _json(comet("ask", doc, "Q?", *common, "--reads", "1")[1])
+    assert one["state_file"].endswith(".lead.safetensors")
+    assert _json(comet("plan", doc, "--model", tiny_model, "--json", "--reads", "1")[1])["cached_state"] == \
+        one["state_file"]

@@ -69,10 +69,10 @@ def _default_data() -> Path:
                    "the reads together (as `comet ask --reads`); N times the reading time. One by default, "
                    f"so every length reads alike (`comet ask` reads inputs up to {AUTO_READS_MAX_TOKENS:,} "
                    f"tokens {AUTO_READS} times).")
-@click.option("--lead/--no-lead", default=True, show_default=True,
-              help="comet: start a document longer than the first chunk's room after a chunk of prose, as "
-                   "`comet ask` does (--no-lead: the document's first tokens share the first chunk with the "
-                   "prompt, as earlier versions read; rows read with a lead carry +lead in their id).")
+@click.option("--lead/--no-lead", default=None,
+              help="comet: start a document longer than the first chunk's room after a chunk of prose (--no-lead: "
+                   "its first tokens share the first chunk with the prompt). Default: as `comet ask`, with one "
+                   "read and not with several. Rows read with a lead carry +lead in their id.")
 @click.option("--json", "as_json", is_flag=True, help="Print the aggregate as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display on stderr.")
 def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, out, lengths, depths, samples,

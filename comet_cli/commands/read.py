@@ -139,16 +139,17 @@ def plan(path, model_dir, include, exclude, password, max_new_tokens, as_json, d
 
 
 def _print_plan(path, sources, model_dir, password, max_new_tokens, as_json, include=(), exclude=(),
-                device="auto", dtype="float32", reads=1):
+                device="auto", dtype="float32", reads=1, field="answer"):
     from comet_cli.modelref import load_model
-    from comet_cli.reading.cache import cache_state_path, input_key
-    from comet_cli.reading.plan import make_plan
+    from comet_cli.reading.cache import cache_state_path, input_key, shifted_path
+    from comet_cli.reading.plan import lead_first, make_plan
 
     model, tok, folder = load_model(model_dir, device=device, dtype=dtype)
     p = make_plan(model, tok, sources, password, max_new_tokens, warn=console.warn, reads=reads)
     key = input_key(path, include, exclude)
     if key is not None:
-        cached = cache_state_path(model.comet_fingerprint, key)
+        cached = shifted_path(cache_state_path(model.comet_fingerprint, key), 0,
+                              lead=lead_first(_lead_reads(field, reads), p.estimated_tokens))
         p.cached_state = str(cached) if cached.exists() else None
     d = {"path": path, "model": str(folder), **p.as_dict()}
     if as_json:
@@ -195,11 +196,11 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
     sources = scan(path, include, exclude, warn=console.warn)
     if dry_run:
         _print_plan(path, sources, model_dir, password, max_new_tokens, as_json, include, exclude, device, dtype,
-                    reads)
+                    reads, field)
         return
     from comet_cli.modelref import load_model
     from comet_cli.reading.cache import cache_state_path, input_key, shifted_path
-    from comet_cli.reading.plan import auto_reads, estimate_size, estimate_tokens
+    from comet_cli.reading.plan import auto_reads, estimate_size, estimate_tokens, lead_first
     from comet_cli.reading.session import ReadOptions, read_document
     from comet_models.runtime import chat_frame, lead_ids, read_prefixes
 
@@ -214,8 +215,10 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
         key = None if no_cache else input_key(path, include, exclude)
         target = cache_state_path(model.comet_fingerprint, key) if key else None
         strict = False
-    est = estimate_tokens(estimate_size(sources, password)[0]) if show else None
+    size_tokens = estimate_tokens(estimate_size(sources, password)[0]) if path != "-" else None
+    est = size_tokens if show else None
     C = model.comet_config.chunk_size
+    first_lead = lead_first(_lead_reads(field, reads), size_tokens)
     # auto: one read first, then as many more as auto_reads says for the tokens it counted
     prefixes = read_prefixes(tok, prefix_ids, C, 1 if reads == "auto" else reads)
     results = []
@@ -224,10 +227,11 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
             k, prefix = len(results), prefixes[len(results)]
             shift = len(prefix) - len(prefix_ids)
             label = f"read {k + 1}/{len(prefixes)}: " if len(prefixes) > 1 else ""
-            lead = lead_ids(tok, C, shift)
+            lead = lead_ids(tok, C, shift) if first_lead and k == 0 else []
             # the lead goes in only when the document closes a chunk (runtime.with_lead): count it then
             extra = len(prefix) + (len(lead) if est is not None and est + len(prefix) > C else 0)
-            opts = ReadOptions(state_file=shifted_path(target, shift), strict=strict,
+            # the cache keeps a lead read apart (x.lead.safetensors); a named --state FILE is the file itself
+            opts = ReadOptions(state_file=shifted_path(target, shift, lead=bool(lead) and not strict), strict=strict,
                                checkpoint_every=checkpoint_every, password=password,
                                folder=os.path.isdir(path) and path != "-", input_path=path, warn=console.warn,
                                on_progress=_progress_display(progress, est, extra, label, show, quiet),
@@ -261,6 +265,12 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
             **({"state_files": [None if r.state_file is None else str(r.state_file)
                                 for r in results]} if len(results) > 1 else {}),
         })
+
+
+def _lead_reads(field: str, reads):
+    """The reads that decide the lead (plan.lead_first: before a document read once). A summary's one read
+    (its default) takes it as `comet ask`'s first read does, by size, so both share one cached state."""
+    return "auto" if field == "summary" and reads == 1 else reads
 
 
 def _progress_display(progress, est, extra_tokens, label, show, quiet):

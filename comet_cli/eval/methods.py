@@ -34,11 +34,14 @@ class Answerer:
     window: int = 4096
     max_new_tokens: int = 128
     reads: int = 1  # comet: read each document this many times, chunk boundaries shifted, answer jointly
-    lead: bool = True  # comet: a long document starts after a chunk of prose, as `comet ask` reads it
+    # comet: a long document starts after a chunk of prose; None: as `comet ask`, with one read only
+    lead: bool | None = None
 
     def __post_init__(self):
-        from comet_models.runtime import stop_ids
+        from comet_models.runtime import reads_with_lead, stop_ids
 
+        if self.lead is None:
+            self.lead = reads_with_lead(self.reads) and self.method == "comet"
         self.stop = sorted(stop_ids(self.tokenizer))
         cfg = self.model.comet_config
         self.banned = [cfg.placeholder_id, cfg.temp_beacon_id] + list(cfg.global_beacon_ids)

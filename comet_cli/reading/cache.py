@@ -40,12 +40,14 @@ def cache_state_path(fingerprint: str, key: str) -> Path:
     return comet_home() / "states" / fingerprint / f"{key}.safetensors"
 
 
-def shifted_path(final: Path | None, shift: int) -> Path | None:
+def shifted_path(final: Path | None, shift: int, lead: bool = False) -> Path | None:
     """Where a read with chunk boundaries shifted by `shift` tokens keeps its state: beside the plain
-    read's (`x.safetensors` -> `x.shift85.safetensors`), so each read reuses and resumes on its own."""
-    if final is None or shift == 0:
+    read's (`x.safetensors` -> `x.shift85.safetensors`), so each read reuses and resumes on its own. A
+    read with the lead (one read of a long input) keeps its own, `x.lead.safetensors`, so a summary's
+    single read and a question's three reads of the same input both stay cached."""
+    if final is None or (shift == 0 and not lead):
         return final
-    return final.with_name(f"{final.stem}.shift{shift}{final.suffix}")
+    return final.with_name(f"{final.stem}{f'.shift{shift}' if shift else ''}{'.lead' if lead else ''}{final.suffix}")
 
 
 def partial_path(final: Path) -> Path:

@@ -76,6 +76,17 @@ def auto_reads(tokens: int | None, chunk_size: int) -> int:
     return AUTO_READS
 
 
+def lead_first(reads: int | str, tokens: int | None) -> bool:
+    """Whether `comet ask`'s first read takes the lead (runtime.reads_with_lead: a document read once).
+    `--reads auto` counts tokens after its first read, so that read goes by the size estimate: the lead
+    when it is past AUTO_READS_MAX_TOKENS or unknown (stdin). Inputs within one chunk never take it."""
+    from comet_models.runtime import reads_with_lead
+
+    if reads == "auto":
+        return tokens is None or tokens > AUTO_READS_MAX_TOKENS
+    return reads_with_lead(int(reads))
+
+
 def measure_tokens_per_second(model, tokenizer) -> float:
     """Time one chunk through the model, after one warm-up chunk."""
     from comet_models.runtime import feed, new_state
