@@ -316,3 +316,18 @@ def test_plan_names_the_cached_state_each_read_layout_uses(comet, tiny_model, tm
     assert one["state_file"].endswith(".lead.safetensors")
     assert _json(comet("plan", doc, "--model", tiny_model, "--json", "--reads", "1")[1])["cached_state"] == \
         one["state_file"]
+
+
+def test_a_long_inputs_summary_and_question_share_the_lead_read(comet, tiny_model, tmp_path, monkeypatch):
+    """Past AUTO_READS_MAX_TOKENS (by the size estimate) summarize and ask both read once, with the lead,
+    into the same cached state."""
+    from comet_cli.reading import plan
+
+    monkeypatch.setattr(plan, "AUTO_READS_MAX_TOKENS", 200)
+    doc = write_text(tmp_path / "doc.txt", 60)
+    common = ("--model", tiny_model, "--json", "--max-new-tokens", "2")
+    summary = _json(comet("summarize", doc, *common)[1])
+    assert summary["state_file"].endswith(".lead.safetensors") and summary["reused_state"] is False
+    asked = _json(comet("ask", doc, "Q?", *common)[1])
+    assert asked["reads"] == 1 and asked["reused_state"] is True and asked["state_file"] == summary["state_file"]
+    assert asked["tokens_read"] == summary["tokens_read"] and asked["tokens_read_this_run"] == 0
