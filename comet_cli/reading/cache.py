@@ -43,8 +43,8 @@ def cache_state_path(fingerprint: str, key: str) -> Path:
 def shifted_path(final: Path | None, shift: int, lead: bool = False) -> Path | None:
     """Where a read with chunk boundaries shifted by `shift` tokens keeps its state: beside the plain
     read's (`x.safetensors` -> `x.shift85.safetensors`), so each read reuses and resumes on its own. A
-    read with the lead (one read of a long input) keeps its own, `x.lead.safetensors`, so a summary's
-    single read and a question's three reads of the same input both stay cached."""
+    read with the lead (`--reads 1`, or one read of a long input) keeps its own, `x.lead.safetensors`, so
+    `--reads 1` and `--reads 3` on the same input do not overwrite each other's state."""
     if final is None or (shift == 0 and not lead):
         return final
     return final.with_name(f"{final.stem}{f'.shift{shift}' if shift else ''}{'.lead' if lead else ''}{final.suffix}")
