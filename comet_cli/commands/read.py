@@ -46,7 +46,9 @@ def _reads_option(default):
     return click.option("--reads", type=ReadsParam(), default=default, show_default=True, metavar="N|auto",
                         help="Read the input N times, each with its chunk boundaries shifted, and answer "
                              "from all N memories together: finds more exact details such as numbers, at "
-                             f"N times the reading time ({auto}; README: Reading huge inputs).")
+                             f"N times the reading time ({auto}). A document read once starts after a chunk "
+                             "of prose, where exact details from its start are kept better (README: Reading "
+                             "huge inputs).")
 
 
 def _common(f, reads_default=1):
