@@ -54,9 +54,9 @@ METHOD = re.compile(r"trained(-nolead|-lead)?(?:-reads(\d+))?|untrained|sliding"
 def run_method(name: str, args) -> list[dict]:
     from quality_table import untrained_dir
 
-    m = METHOD.fullmatch(name)
     from comet_models.runtime import reads_with_lead
 
+    m = METHOD.fullmatch(name)
     trained = name.startswith("trained")
     reads = int(m.group(2) or 1) if trained else 1
     # trained: as `comet ask` reads (the lead with one read only); -lead / -nolead force it; untrained: none

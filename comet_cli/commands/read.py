@@ -151,7 +151,7 @@ def _print_plan(path, sources, model_dir, password, max_new_tokens, as_json, inc
     key = input_key(path, include, exclude)
     if key is not None:
         cached = shifted_path(cache_state_path(model.comet_fingerprint, key), 0,
-                              lead=lead_first(_lead_reads(field, reads), p.estimated_tokens))
+                              lead=lead_first(reads, p.estimated_tokens, summary=field == "summary"))
         p.cached_state = str(cached) if cached.exists() else None
     d = {"path": path, "model": str(folder), **p.as_dict()}
     if as_json:
@@ -220,7 +220,7 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
     size_tokens = estimate_tokens(estimate_size(sources, password)[0]) if path != "-" else None
     est = size_tokens if show else None
     C = model.comet_config.chunk_size
-    first_lead = lead_first(_lead_reads(field, reads), size_tokens)
+    first_lead = lead_first(reads, size_tokens, summary=field == "summary")
     # auto: one read first, then as many more as auto_reads says for the tokens it counted
     prefixes = read_prefixes(tok, prefix_ids, C, 1 if reads == "auto" else reads)
     results = []
@@ -267,12 +267,6 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
             **({"state_files": [None if r.state_file is None else str(r.state_file)
                                 for r in results]} if len(results) > 1 else {}),
         })
-
-
-def _lead_reads(field: str, reads):
-    """The reads that decide the lead (plan.lead_first: before a document read once). A summary's one read
-    (its default) takes it as `comet ask`'s first read does, by size, so both share one cached state."""
-    return "auto" if field == "summary" and reads == 1 else reads
 
 
 def _progress_display(progress, est, extra_tokens, label, show, quiet):

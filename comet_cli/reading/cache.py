@@ -45,9 +45,8 @@ def shifted_path(final: Path | None, shift: int, lead: bool = False) -> Path | N
     read's (`x.safetensors` -> `x.shift85.safetensors`), so each read reuses and resumes on its own. A
     read with the lead (`--reads 1`, or one read of a long input) keeps its own, `x.lead.safetensors`, so
     `--reads 1` and `--reads 3` on the same input do not overwrite each other's state."""
-    if final is None or (shift == 0 and not lead):
-        return final
-    return final.with_name(f"{final.stem}{f'.shift{shift}' if shift else ''}{'.lead' if lead else ''}{final.suffix}")
+    tags = (f".shift{shift}" if shift else "") + (".lead" if lead else "")
+    return final.with_name(f"{final.stem}{tags}{final.suffix}") if final is not None and tags else final
 
 
 def partial_path(final: Path) -> Path:

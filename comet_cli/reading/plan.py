@@ -76,13 +76,15 @@ def auto_reads(tokens: int | None, chunk_size: int) -> int:
     return AUTO_READS
 
 
-def lead_first(reads: int | str, tokens: int | None) -> bool:
-    """Whether `comet ask`'s first read takes the lead (runtime.reads_with_lead: a document read once).
-    `--reads auto` counts tokens after its first read, so that read goes by the size estimate: the lead
-    when it is past AUTO_READS_MAX_TOKENS or unknown (stdin). Inputs within one chunk never take it."""
+def lead_first(reads: int | str, tokens: int | None, summary: bool = False) -> bool:
+    """Whether the first read of `comet ask` (or, with summary, `comet summarize`) takes the lead
+    (runtime.reads_with_lead: a document read once). `--reads auto` counts tokens after its first read, so
+    that read goes by the size estimate: the lead when it is past AUTO_READS_MAX_TOKENS or unknown (stdin).
+    A summary's one read (its default) goes by the same rule, so it shares ask's first cached state.
+    Inputs within one chunk never take it."""
     from comet_models.runtime import reads_with_lead
 
-    if reads == "auto":
+    if reads == "auto" or (summary and reads == 1):
         return tokens is None or tokens > AUTO_READS_MAX_TOKENS
     return reads_with_lead(int(reads))
 
