@@ -95,9 +95,10 @@ def main() -> None:
     lengths = [int(x) for x in args.lengths.split(",")]
     depths = [float(x) for x in args.depths.split(",")]
     # `comet ask --reads 1` reads a long document after a chunk of lead prose (runtime.reads_with_lead):
-    # "-lead" keeps its answers apart from those read before leads. Several reads (auto's three of these
-    # files of at most 65,536 tokens) read without it, as before; results/first_ask/*-auto-lead.jsonl
-    # holds r22's answers with the lead in all three reads
+    # "-lead" keeps its answers apart from those read before leads. Several reads read without it, as
+    # before; "-auto" holds what `--reads auto` did per file (three reads up to 65,536 tokens, past that one
+    # read with the lead: the row's "reads"); results/first_ask/*-auto-lead.jsonl holds r22's answers with
+    # the lead in all three reads
     tag = model_tag(args.model) + {"1": "-lead", "auto": "-auto"}.get(args.reads, f"-reads{args.reads}")
     store = RESULTS / "first_ask" / f"{tag}.jsonl"
     store.parent.mkdir(parents=True, exist_ok=True)
