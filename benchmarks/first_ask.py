@@ -5,7 +5,7 @@ Each file is a stretch of *Ulysses* (held out: never in any training mix) of abo
 model that something is hidden (the grid's samples have one). Every file is read by the command a
 user runs, in a fresh process, with the embedded default unless --model is given:
 
-    comet ask FILE "What is the pass key?" --json -q --no-cache --reads auto
+    comet ask FILE "What is the pass key?" --json -q --no-cache --reads auto --beam 4
 
 (`--reads auto` is `comet ask`'s default: three reads of these 2k-16k-token files.)
 An answer is right when it contains the 5-digit key.
@@ -13,6 +13,7 @@ An answer is right when it contains the 5-digit key.
     python benchmarks/first_ask.py                       # 2k-16k tokens, depths 0.25 and 0.75
     python benchmarks/first_ask.py --lengths 4096 --depths 0.1,0.5,0.9 --model runs/x/model
     python benchmarks/first_ask.py --reads 1              # each file read once (`comet ask --reads 1`)
+    python benchmarks/first_ask.py --beam 1               # greedy answers (as before `--beam`)
     # -> benchmarks/results/first_ask.{json,md}; answers kept in results/first_ask/<model>[-auto|-lead].jsonl,
     #    so a rerun only asks what is missing; --out STEM writes STEM.{json,md} instead
 """
@@ -29,6 +30,7 @@ import time
 from pathlib import Path
 
 from comet_cli.finetune.synthetic import PASSKEY_NEEDLE, PASSKEY_QUESTION, insert_at
+from comet_cli.reading.plan import ANSWER_BEAM
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -57,9 +59,9 @@ def make_file(folder: Path, text: str, length: int, depth: float, seed: int) -> 
     return path, key
 
 
-def ask(path: Path, model: str | None, reads: str = "auto") -> dict:
+def ask(path: Path, model: str | None, reads: str = "auto", beam: int = ANSWER_BEAM) -> dict:
     cmd = [sys.executable, "-m", "comet_cli.cli", "ask", str(path), PASSKEY_QUESTION, "--json", "-q", "--no-cache",
-           "--reads", str(reads)]
+           "--reads", str(reads), "--beam", str(beam)]
     t0 = time.time()
     got = subprocess.run(cmd + (["--model", model] if model else []), capture_output=True, text=True, cwd=ROOT)
     if got.returncode != 0:
@@ -89,6 +91,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reads", default="auto",
                     help="`comet ask --reads N|auto` (default auto, as comet ask; answers kept apart per value)")
+    ap.add_argument("--beam", type=int, default=ANSWER_BEAM,
+                    help="`comet ask --beam N` (default: its default; 1: greedy, the answers kept before --beam)")
     ap.add_argument("--out", default=str(RESULTS / "first_ask"),
                     help="stem of the summary files (default: the shipped default's, benchmarks/results/first_ask)")
     args = ap.parse_args()
@@ -100,6 +104,7 @@ def main() -> None:
     # read with the lead: the row's "reads"); results/first_ask/*-auto-lead.jsonl holds r22's answers with
     # the lead in all three reads
     tag = model_tag(args.model) + {"1": "-lead", "auto": "-auto"}.get(args.reads, f"-reads{args.reads}")
+    tag += f"-beam{args.beam}" if args.beam > 1 else ""  # answers searched whole (comet ask's default since r23)
     store = RESULTS / "first_ask" / f"{tag}.jsonl"
     store.parent.mkdir(parents=True, exist_ok=True)
     done = {}
@@ -114,7 +119,7 @@ def main() -> None:
                 path, key = make_file(Path(tmp), text, length, depth, args.seed)
                 r = done.get((length, depth, key))
                 if r is None:
-                    r = {"length": length, "depth": depth, "key": key, **ask(path, args.model, args.reads)}
+                    r = {"length": length, "depth": depth, "key": key, **ask(path, args.model, args.reads, args.beam)}
                     r["right"] = key in r["answer"]
                     with open(store, "a") as f:
                         f.write(json.dumps(r) + "\n")
@@ -132,7 +137,7 @@ def main() -> None:
              f"Command: `{res['command']}` ({res['model']}, weights {tag}; {res['machine']}, {res['date']}). "
              f"Each file is *Ulysses* (held out from training) with the key sentence at the given depth, "
              f"read by `comet ask FILE \"{PASSKEY_QUESTION}\" --json -q --no-cache"
-             + f" --reads {args.reads}` in a fresh process.", "",
+             + f" --reads {args.reads} --beam {args.beam}` in a fresh process.", "",
              f"**{right} of {len(rows)}** files answered with the key.", "",
              "| tokens read | depth | key | answer | right | reads | seconds |", "|---:|---:|---:|---|:---:|---:|---:|"]
     lines += [f"| {r['tokens']:,} | {r['depth']:.2f} | {r['key']} | {_cell(r['answer'])} | {'yes' if r['right'] else 'no'} | "

@@ -22,6 +22,9 @@ CoMeT's memory budget, base weights).
         --samples 10,10,3 --trained-dtype bfloat16 --out benchmarks/results/passkey_grid_reads3
     # trained-readsN: the trained weights answering from N reads of each sample (`comet eval --reads N`),
     #   without the lead as `comet ask --reads N` reads; trained-lead-readsN the same with it
+    # trained rows answer as `comet ask` does, a short answer picked among a beam's whole answers
+    #   (`comet eval --beam 4`, results/<task>/...-beam4.jsonl); a -greedy suffix (trained-greedy,
+    #   trained-nolead-reads3-greedy) reads the greedy rows measured before the beam
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from comet_cli.reading.plan import ANSWER_BEAM
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -48,7 +53,7 @@ def trained_tag(model: str | None, dtype: str = "float32") -> str:
     return tag if dtype == "float32" else f"{tag}-{dtype}"
 
 
-METHOD = re.compile(r"trained(-nolead|-lead)?(?:-reads(\d+))?|untrained|sliding")
+METHOD = re.compile(r"trained(-nolead|-lead)?(?:-reads(\d+))?(-greedy)?|untrained|sliding")
 
 
 def run_method(name: str, args) -> list[dict]:
@@ -67,6 +72,9 @@ def run_method(name: str, args) -> list[dict]:
     tag = trained_tag(args.trained_model, args.trained_dtype) if trained else name
     tag += "-lead" if lead else ""  # the files of rows read without the lead keep their names
     tag += f"-reads{reads}" if reads > 1 else ""
+    # trained: short answers searched as `comet ask` searches them; -greedy and the baselines: greedy
+    beam = ANSWER_BEAM if trained and not m.group(3) else 1
+    tag += f"-beam{beam}" if beam > 1 else ""  # greedy rows keep their files
     out = RESULTS / args.task / f"{tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     t = time.time()
@@ -78,6 +86,7 @@ def run_method(name: str, args) -> list[dict]:
         cmd += ["--dtype", args.trained_dtype] if trained else []
         cmd += ["--reads", str(reads)] if reads > 1 else []
         cmd += (["--lead"] if lead else ["--no-lead"]) if method == "comet" else []
+        cmd += ["--beam", str(beam)] if method == "comet" else []
         subprocess.run(cmd + (["--model", model] if model else []), check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     print(f"{name}: {time.time() - t:.0f} s", file=sys.stderr, flush=True)
     lines = map(json.loads, out.read_text().splitlines() if out.exists() else [])  # one line per sample: its rows, one per depth
@@ -102,7 +111,8 @@ def main() -> None:
     ap.add_argument("--samples", default="1", help="samples per cell: N, or one count per length (N1,N2,...)")
     ap.add_argument("--methods", nargs="+", default=["trained", "untrained", "sliding"],
                     help="trained, trained-nolead, trained-lead, untrained, sliding, or trained[-nolead|-lead]-readsN "
-                         "(the trained row read N times; trained alone reads as `comet ask`: the lead with one read only)")
+                         "(the trained row read N times; trained alone reads as `comet ask`: the lead with one read only, "
+                         "short answers searched with its beam); a -greedy suffix answers greedily (rows from before --beam)")
     ap.add_argument("--out", default=None, help="stem of the output files (default: results/<task>_grid)")
     ap.add_argument("--trained-model", default=None,
                     help="CoMeT folder for the `trained` row (default: the embedded default with its shipped weights)")
@@ -114,7 +124,7 @@ def main() -> None:
     args.samples = samples_per_length(args.lengths, args.samples)
     bad = [m for m in args.methods if not METHOD.fullmatch(m)]
     if bad:
-        raise SystemExit(f"--methods {' '.join(bad)}: not trained[-nolead|-lead][-readsN], untrained or sliding")
+        raise SystemExit(f"--methods {' '.join(bad)}: not trained[-nolead|-lead][-readsN][-greedy], untrained or sliding")
     stem = Path(args.out) if args.out else RESULTS / f"{args.task}_grid"
     from comet_cli.eval.passkey import plot_heatmaps, summarize_grid
 

@@ -8,6 +8,7 @@ exists only for the final, open chunk (document tail + instruction) while decodi
 """
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -194,6 +195,12 @@ class _Decoder:
         self.length, self.n_text = ctx.layout.length, len(text)
         self.stride = cfg.temp_stride if cfg.uses_temp_memory else 0
 
+    def fork(self) -> "_Decoder":
+        """A copy that decodes on by itself (its own KV cache; the read final chunk is not rerun)."""
+        twin = copy.copy(self)
+        twin.cache = copy.deepcopy(self.cache)
+        return twin
+
     def step(self, tok: int) -> None:
         """Feed `tok` (and a temp beacon after every `stride` text tokens); self.logits is then the next's."""
         self.n_text += 1
@@ -263,39 +270,59 @@ def _logprobs(dec: _Decoder) -> torch.Tensor:
 
 @torch.inference_mode()
 def answer(model, state: MemoryState | Sequence[MemoryState], prompt_ids: Sequence[int], max_new_tokens: int = 256,
-           stop: set[int] | frozenset = frozenset(), doc_tail: int | None = None, **sampling) -> list[int]:
-    """The answer's token ids from one read of a document or several (`--reads`).
+           stop: set[int] | frozenset = frozenset(), doc_tail: int | None = None, width: int = 1,
+           first: Sequence[int] | None = None, **sampling) -> list[int]:
+    """The answer's token ids from one read of a document or several (`--reads`): ranked_answers' first."""
+    return ranked_answers(model, state, prompt_ids, max_new_tokens, stop, doc_tail, width, first, **sampling)[0][0]
 
-    One state: generate's tokens. Several: the candidates are the joint answer (generate over all the
-    states) and each read's own answer, and the one returned is `choose`'s: the reads' summed
-    log-probability (answer and end of turn) per token, highest. Greedy joint decoding alone commits to one
-    token at a time and can end a five-digit key after four digits that every read would score lower as a
-    whole (benchmarks/results/training/r21/README.md)."""
+
+@torch.inference_mode()
+def ranked_answers(model, state: MemoryState | Sequence[MemoryState], prompt_ids: Sequence[int],
+                   max_new_tokens: int = 256, stop: set[int] | frozenset = frozenset(), doc_tail: int | None = None,
+                   width: int = 1, first: Sequence[int] | None = None, **sampling) -> list[tuple[list[int], float | None]]:
+    """The candidate answers with their log-probability (answer and end of turn, summed over the reads),
+    best first; a lone candidate is not scored (None).
+
+    The candidates are generate's answer (over all the states together; `first` when it is already
+    known), with several states each read's own answer, and with `width` > 1 the answers of a beam
+    search when the first one is short (models/search.py). They are ranked by `ranking`: the reads'
+    summed log-probability per token, highest. Greedy joint decoding alone commits to one token at a
+    time and can end a five-digit key after four digits that every read would score lower as a whole
+    (benchmarks/results/training/r21/README.md)."""
+    from .search import beam_search, horizon, searchable
+
     states = [state] if isinstance(state, MemoryState) else list(state)
     run = lambda sts: list(generate(model, sts, prompt_ids, max_new_tokens, stop, doc_tail=doc_tail,  # noqa: E731
                                     **sampling))
-    if len(states) == 1:
-        return run(states)
-    cands: list[list[int]] = []
-    for c in [run(states)] + [run([st]) for st in states]:
+    cands: list[list[int]] = [list(first) if first is not None else run(states)]
+    more = [run([st]) for st in states] if len(states) > 1 else []
+    if stop and searchable(cands[0], max_new_tokens, width, sampling):
+        more += beam_search(model, states, prompt_ids, width, horizon(max_new_tokens), stop, max_new_tokens, doc_tail)
+    for c in more:
         if c not in cands:
             cands.append(c)
     if len(cands) == 1:
-        return cands[0]
+        return [(cands[0], None)]
     totals = [sum(score(model, st, prompt_ids, c, max_new_tokens, doc_tail, stop) for st in states) for c in cands]
-    return cands[choose(cands, totals, max_new_tokens, bool(stop))]
+    return [(cands[i], totals[i]) for i in ranking(cands, totals, max_new_tokens, bool(stop))]
 
 
 def choose(cands: Sequence[Sequence[int]], totals: Sequence[float], max_new_tokens: int, scored_stop: bool) -> int:
-    """Which candidate answer several reads give: first those that say something and end (an end-of-turn
-    token within max_new_tokens), then the highest total log-probability per scored token (the answer's,
-    plus the end of turn when scored_stop). Per token, because a sum prefers the shorter of two answers
-    for its length alone and an empty one most of all; on the r21 pass keys (4 and 5 digits) it picks as
-    the sum does (93 of 100)."""
+    """Which candidate answer several reads (or a search) give: ranking's first."""
+    return ranking(cands, totals, max_new_tokens, scored_stop)[0]
+
+
+def ranking(cands: Sequence[Sequence[int]], totals: Sequence[float], max_new_tokens: int,
+            scored_stop: bool) -> list[int]:
+    """Candidate indices, best first: first those that say something and end (an end-of-turn token
+    within max_new_tokens), then the highest total log-probability per scored token (the answer's, plus
+    the end of turn when scored_stop); ties keep the candidates' order. Per token, because a sum prefers
+    the shorter of two answers for its length alone and an empty one most of all; on the r21 pass keys
+    (4 and 5 digits) it picks as the sum does (93 of 100)."""
     def rank(i):
         c = cands[i]
         return (len(c) > 0, len(c) < max_new_tokens, totals[i] / max(len(c) + scored_stop, 1))
-    return max(range(len(cands)), key=rank)
+    return sorted(range(len(cands)), key=rank, reverse=True)
 
 
 def _decode(eng: Engine, ids: torch.Tensor, past: int, cache) -> torch.Tensor:

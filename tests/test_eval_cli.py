@@ -164,11 +164,16 @@ def test_passkey_results_resume_from_out(tmp_path, capsys, tiny_comet_folder):
     code, stdout, err = run_cli(args + ["--dtype", "bfloat16"], capsys)
     assert code == 0 and json.loads(stdout)["dtype"] == "bfloat16", err
     new = [json.loads(x)["id"] for x in out.read_text().splitlines()[len(lines):]]
-    assert new == ["passkey:comet+lead@bfloat16:200:2:0"]
-    # rows read without the lead are the ids of the rows read before leads existed
-    code, stdout, err = run_cli(args + ["--no-lead"], capsys)
+    assert new == ["passkey:comet+lead+beam4@bfloat16:200:2:0"]
+    # rows read without the lead and the beam are the ids of the rows read before either existed
+    code, stdout, err = run_cli(args + ["--no-lead", "--beam", "1"], capsys)
     assert code == 0, err
-    assert [json.loads(x)["id"] for x in out.read_text().splitlines()[len(lines) + 1:]] == ["passkey:comet:200:2:0"]
+    added = [json.loads(x) for x in out.read_text().splitlines()[len(lines) + 1:]]
+    assert [a["id"] for a in added] == ["passkey:comet:200:2:0"]
+    # a beam's rows keep the greedy answer beside theirs; greedy rows have only theirs
+    beam_rows = [json.loads(x) for x in lines][0]["rows"]
+    assert all({"greedy_answer", "greedy_correct"} <= set(r) for r in beam_rows)
+    assert all("greedy_answer" not in r for r in added[0]["rows"])
 
 
 def test_babilong_grid_hides_the_facts_and_checks_the_answer_word(tmp_path, capsys, tiny_comet_folder):

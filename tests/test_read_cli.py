@@ -232,7 +232,8 @@ def test_device_option(comet, tiny_model, tmp_path):
 
 def test_ask_answers_greedily_as_eval_measures_and_takes_a_penalty(comet, tiny_model, tmp_path):
     """`ask` decodes without a repetition penalty by default (a key's repeated digit must stay
-    reachable), exactly runtime.generate from the saved state; --repetition-penalty P applies P."""
+    reachable), exactly runtime.generate from the saved state when the answer is longer than a short
+    one (search.stream_answer, as here) or with --beam 1; --repetition-penalty P applies P."""
     from comet_cli.modelref import load_model
     from comet_models.runtime import chat_frame, generate, stop_ids
     from comet_models.state import MemoryState
@@ -241,8 +242,8 @@ def test_ask_answers_greedily_as_eval_measures_and_takes_a_penalty(comet, tiny_m
     model, tok, _ = load_model(tiny_model)
     _, suffix = chat_frame(tok, "Q?")
     answers = {}
-    for penalty in (None, 1.0, 3.0):
-        extra = () if penalty is None else ("--repetition-penalty", str(penalty))
+    for penalty in (None, 1.0, 3.0, "beam1"):
+        extra = () if penalty is None else ("--beam", "1") if penalty == "beam1" else ("--repetition-penalty", str(penalty))
         code, out, err = comet("ask", doc, "Q?", "--model", tiny_model, "--json", "--max-new-tokens", "16",
                                "--state", state, *extra)
         assert code == 0, err
@@ -250,8 +251,9 @@ def test_ask_answers_greedily_as_eval_measures_and_takes_a_penalty(comet, tiny_m
     saved = MemoryState.load(state)
     expect = {p: tok.decode(list(generate(model, saved, suffix, 16, stop=stop_ids(tok), repetition_penalty=p)),
                             skip_special_tokens=True).strip() for p in (1.0, 3.0)}
-    assert answers[None] == answers[1.0] == expect[1.0]
+    assert answers[None] == answers[1.0] == answers["beam1"] == expect[1.0]
     assert answers[3.0] == expect[3.0]
+    assert comet("ask", doc, "Q?", "--model", tiny_model, "--beam", "0")[0] == 2  # 1 to 16
     assert expect[1.0] != expect[3.0]  # the tiny random model repeats itself: the penalty changes it
     # below 1 would reward repeats: a usage error (click: "0.5 is not in the range x>=1.0")
     assert comet("ask", doc, "Q?", "--model", tiny_model, "--repetition-penalty", "0.5")[0] == 2

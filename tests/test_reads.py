@@ -147,6 +147,7 @@ def test_ask_reads_twice_and_reuses_both_states(comet, tiny_model, tmp_path):
     again = _json(comet(*ask, "--reads", "2")[1])
     assert again["reused_state"] is True and again["tokens_read_this_run"] == 0
     assert again["answer"] == first["answer"]
+    assert "candidates" not in first  # both reads and the joint answer agree here: nothing else weighed
     # one read takes the lead (runtime.reads_with_lead): its own cached state, beside the two reads'
     one = _json(comet(*ask, "--reads", "1")[1])
     assert one["reused_state"] is False and one["reads"] == 1 and "state_files" not in one
@@ -154,6 +155,26 @@ def test_ask_reads_twice_and_reuses_both_states(comet, tiny_model, tmp_path):
     assert one["tokens_read"] == first["tokens_read"] + 64  # the tiny model's chunk: the lead
     assert _json(comet(*ask, "--reads", "1")[1])["reused_state"] is True
     assert _json(comet(*ask, "--reads", "2")[1])["reused_state"] is True  # both kept
+
+
+def test_json_candidates_are_the_answers_weighed_best_first(tiny_model, monkeypatch):
+    """`comet ask --json` lists the answers weighed when there were several (reads that disagree, a
+    searched short answer): text and summed log-probability, the printed answer first."""
+    import comet_models.runtime as runtime
+    from comet_cli.commands.read import _ranked
+    from comet_cli.modelref import load_model
+
+    _, tok, _ = load_model(tiny_model)  # its tokenizer decodes; the model is test_answer_picks'
+    model = comet_model("llama", temp_stride=2)
+    monkeypatch.setattr(runtime, "stop_ids", lambda tok: {3, 4})
+    reads = [feed(model, new_state(model), sample(16 * 3 + 5, seed=s)[0][0].tolist()) for s in (6, 12)]
+    ranked = _ranked(model, tok, reads, [7, 8, 9], 6, 1.0, 4)
+    expect = runtime.ranked_answers(model, reads, [7, 8, 9], 6, {3, 4}, width=4)
+    assert len(ranked) == len(expect) >= 3  # the joint answer and each read's own differ here
+    assert [c["text"] for c in ranked] == [tok.decode(ids, skip_special_tokens=True).strip() for ids, _ in expect]
+    assert [c["logprob"] for c in ranked] == [round(lp, 3) for _, lp in expect]
+    assert ranked[0]["text"] == tok.decode(runtime.answer(model, reads, [7, 8, 9], 6, {3, 4}, width=4),
+                                           skip_special_tokens=True).strip()
 
 
 def test_ask_reads_auto_three_times_up_to_the_limit_then_once(comet, tiny_model, tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ import click
 
 from comet_cli import console
 from comet_cli.modelref import dtype_option
-from comet_cli.reading.plan import AUTO_READS, AUTO_READS_MAX_TOKENS
+from comet_cli.reading.plan import ANSWER_BEAM, AUTO_READS, AUTO_READS_MAX_TOKENS
 
 
 BABI_FILES = ("qa1_single-supporting-fact_test.txt", "qa2_two-supporting-facts_test.txt")
@@ -73,10 +73,14 @@ def _default_data() -> Path:
               help="comet: start a document longer than the first chunk's room after a chunk of prose (--no-lead: "
                    "its first tokens share the first chunk with the prompt). Default: as `comet ask`, with one "
                    "read and not with several. Rows read with a lead carry +lead in their id.")
+@click.option("--beam", type=click.IntRange(1, 16), default=ANSWER_BEAM, show_default=True, metavar="N",
+              help="comet: search short answers whole with a beam of width N, as `comet ask --beam` (1: greedy). "
+                   "Rows answered with a beam carry +beamN in their id; passkey/babilong rows also keep the "
+                   "answer without it (greedy_answer, greedy_correct).")
 @click.option("--json", "as_json", is_flag=True, help="Print the aggregate as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display on stderr.")
 def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, out, lengths, depths, samples,
-             dtype, reads, lead, as_json, quiet):
+             dtype, reads, lead, beam, as_json, quiet):
     """Score a method on TASK: a long-document task from the shared data, `passkey` or `babilong`.
 
     `comet eval list` shows the tasks. Methods (all greedy, same chat prompt): comet (the
@@ -109,7 +113,7 @@ def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, o
         model, tok, folder = load_model(model_dir, step=status.update, dtype=dtype)
     from comet_cli.eval.methods import Answerer
 
-    ans = Answerer(model, tok, method, window=window, max_new_tokens=max_new_tokens, reads=reads, lead=lead)
+    ans = Answerer(model, tok, method, window=window, max_new_tokens=max_new_tokens, reads=reads, lead=lead, beam=beam)
     done = _read_done(Path(out)) if out else {}
     if grid_task:
         rows = _grid(task, ans, data, lengths, depths, samples, done, out, quiet)

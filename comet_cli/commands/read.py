@@ -51,6 +51,16 @@ def _reads_option(default):
                              "huge inputs).")
 
 
+def _beam_option():
+    from comet_cli.reading.plan import ANSWER_BEAM, ANSWER_SEARCH_TOKENS
+
+    return click.option("--beam", type=click.IntRange(1, 16), default=ANSWER_BEAM, show_default=True, metavar="N",
+                        help=f"An answer that ends within {ANSWER_SEARCH_TOKENS} tokens (a number, a name) is picked "
+                             "among the greedy one and the whole answers a beam search of width N finds, by "
+                             "their probability: fewer slipped digits, for a second or two. 1: greedy only. "
+                             "Longer answers are greedy and stream.")
+
+
 def _common(f, reads_default=1):
     """Options shared by summarize and ask (applied bottom-up, listed top-down in --help)."""
     opts = [
@@ -78,6 +88,7 @@ def _common(f, reads_default=1):
         click.option("--device", default="auto", show_default=True,
                      help="Where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N."),
         _reads_option(reads_default),
+        _beam_option(),
         dtype_option("Precision of the model and the memory: bfloat16 reads faster on CPUs with "
                      "AVX512-BF16/AMX and on GPUs (README: Reading huge inputs)."),
     ]
@@ -188,7 +199,7 @@ LOG_EVERY_S = 60.0  # without a terminal (a log file), one progress line per min
 
 
 def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_tokens, repetition_penalty,
-         include, exclude, password, quiet, checkpoint_every, no_cache, dry_run, device, dtype, reads):
+         include, exclude, password, quiet, checkpoint_every, no_cache, dry_run, device, dtype, reads, beam):
     from comet_cli.readers import scan
 
     t0 = time.monotonic()
@@ -254,10 +265,13 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
     res = results[0]
 
     penalty = REPETITION_PENALTY[field] if repetition_penalty is None else repetition_penalty
-    text = _answer(model, tok, [r.state for r in results], suffix_ids, max_new_tokens, penalty, stream=not as_json)
-    if as_json:
+    states = [r.state for r in results]
+    if not as_json:
+        _stream(model, tok, states, suffix_ids, max_new_tokens, penalty, beam)
+    else:
+        ranked = _ranked(model, tok, states, suffix_ids, max_new_tokens, penalty, beam)
         console.result_json({
-            field: text, "model": str(folder), "tokens_read": res.state.tokens, "chunks": res.state.chunks,
+            field: ranked[0]["text"], "model": str(folder), "tokens_read": res.state.tokens, "chunks": res.state.chunks,
             "sources": [_source_row(r) for r in res.records],
             "seconds": round(time.monotonic() - t0, 3), "reused_state": all(r.reused for r in results),
             "tokens_read_this_run": sum(r.tokens_this_run for r in results),
@@ -266,6 +280,7 @@ def _run(path, instruction, field, *, model_dir, as_json, state_file, max_new_to
             "reads": len(results),
             **({"state_files": [None if r.state_file is None else str(r.state_file)
                                 for r in results]} if len(results) > 1 else {}),
+            **({"candidates": ranked} if len(ranked) > 1 else {}),
         })
 
 
@@ -302,25 +317,32 @@ def _source_row(rec: dict) -> dict:
     return row
 
 
-def _answer(model, tok, states, suffix_ids, max_new_tokens, penalty: float, stream: bool) -> str:
-    """Generate from the memory; when streaming, write text to stdout as it is decoded. Several reads'
-    answer is chosen among candidates (runtime.answer), so it is written whole at the end."""
-    from comet_models.runtime import answer, generate, stop_ids
+def _ranked(model, tok, states, suffix_ids, max_new_tokens, penalty: float, beam: int) -> list[dict]:
+    """The answer and, when several were weighed (a short answer searched, several reads), the others:
+    [{"text", "logprob"}], best first; logprob is the answer's and its end of turn's, summed over reads."""
+    from comet_models.runtime import ranked_answers, stop_ids
 
-    stop = stop_ids(tok)
-    tokens = generate(model, states[0], suffix_ids, max_new_tokens, stop=stop, repetition_penalty=penalty) \
-        if len(states) == 1 else answer(model, states, suffix_ids, max_new_tokens, stop, repetition_penalty=penalty)
+    ranked = ranked_answers(model, states, suffix_ids, max_new_tokens, stop_ids(tok), width=beam,
+                            repetition_penalty=penalty)
+    return [{"text": tok.decode(ids, skip_special_tokens=True).strip(),
+             "logprob": None if lp is None else round(lp, 3)} for ids, lp in ranked]
+
+
+def _stream(model, tok, states, suffix_ids, max_new_tokens, penalty: float, beam: int) -> None:
+    """Write the answer to stdout as it is decoded. A short answer is searched whole and several reads'
+    answer is chosen among candidates (models/search.py), so those are written whole at the end; a
+    long answer from one read streams."""
+    from comet_models.runtime import stop_ids
+    from comet_models.search import stream_answer
+
     ids, shown = [], ""
-    for t in tokens:
+    for t in stream_answer(model, states, suffix_ids, max_new_tokens, stop_ids(tok), width=beam,
+                           repetition_penalty=penalty):
         ids.append(t)
         text = tok.decode(ids, skip_special_tokens=True)
         # a multi-byte character split across tokens decodes to U+FFFD until it is whole
-        if not stream or text.endswith("\ufffd") or not text.startswith(shown):
+        if text.endswith("\ufffd") or not text.startswith(shown):
             continue
         console.result(text[len(shown):], end="")
         shown = text
-    text = tok.decode(ids, skip_special_tokens=True).strip()
-    if stream:
-        rest = tok.decode(ids, skip_special_tokens=True)[len(shown):]
-        console.result(rest)
-    return text
+    console.result(tok.decode(ids, skip_special_tokens=True)[len(shown):])

@@ -36,6 +36,7 @@ class Answerer:
     reads: int = 1  # comet: read each document this many times, chunk boundaries shifted, answer jointly
     # comet: a long document starts after a chunk of prose; None: as `comet ask`, with one read only
     lead: bool | None = None
+    beam: int = 1  # comet: short answers searched whole with a beam this wide (models/search.py); 1: greedy
 
     def __post_init__(self):
         from comet_models.runtime import reads_with_lead, stop_ids
@@ -50,11 +51,32 @@ class Answerer:
     @property
     def run_tag(self) -> str:
         """The method, plus the precision when not float32: result ids of `--out` files, so a
-        bfloat16 run never takes a float32 row as done (float32 ids read as before)."""
+        bfloat16 run never takes a float32 row as done (float32 ids read as before). Rows answered
+        with a beam carry +beamN (rows from before it have none)."""
+        return self.tag(answers=True)
+
+    def tag(self, answers: bool = True) -> str:
+        """run_tag; without `answers`, only what decides the reading (a resume point's id: the answer
+        settings do not change the memory, so points kept by one serve the other)."""
+        comet = self.method == "comet"
+        tag = self.method + (f"+reads{self.reads}" if self.reads > 1 and comet else "")
+        tag += "+lead" if self.lead and comet else ""  # rows read before leads have none
+        tag += f"+beam{self.beam}" if answers and self.beam > 1 and comet else ""
         dtype = next(self.model.parameters()).dtype
-        tag = self.method + (f"+reads{self.reads}" if self.reads > 1 and self.method == "comet" else "")
-        tag += "+lead" if self.lead and self.method == "comet" else ""  # rows read before leads have none
         return tag if dtype == torch.float32 else f"{tag}@{str(dtype).removeprefix('torch.')}"
+
+    def answer_ids(self, states: list, suffix: list[int], max_new_tokens: int) -> tuple[list[int], list[int] | None]:
+        """The answer's ids from the memories (runtime.answer with this beam) and, when the beam is on,
+        also the answer without it (greedy, and with several reads the pick among their greedy answers),
+        so one run measures both."""
+        from comet_models.runtime import answer
+
+        stop = set(self.stop)
+        plain = answer(self.model, states, suffix, max_new_tokens=max_new_tokens, stop=stop)
+        if self.beam <= 1:
+            return plain, None
+        first = plain if len(states) == 1 else None
+        return answer(self.model, states, suffix, max_new_tokens, stop, width=self.beam, first=first), plain
 
     # -- shared pieces --------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -97,7 +119,7 @@ class Answerer:
     def _comet(self, item: EvalItem) -> str:
         """Questions on the same document reuse its memory state, as `comet ask` does: the
         document is read once (the frame before it does not depend on the question)."""
-        from comet_models.runtime import answer, feed
+        from comet_models.runtime import feed
 
         prefix, suffix = self.frame(build_prompt(item))
         key = hash((tuple(prefix), item.document))
@@ -105,7 +127,7 @@ class Answerer:
             doc = self.encode(item.document)
             self._states = {key: [feed(self.model, st, doc) for st in self.open(prefix)]}
         states = self._states[key]
-        ids = answer(self.model, states, suffix, max_new_tokens=self.max_new_tokens, stop=set(self.stop))
+        ids, _ = self.answer_ids(states, suffix, self.max_new_tokens)
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
     def window_ids(self, prefix: list[int], doc: list[int], suffix: list[int]) -> list[int]:

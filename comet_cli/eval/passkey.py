@@ -105,9 +105,9 @@ def run_sample(ans: Answerer, books, length: int, depths: Sequence[float], seed:
 def _comet_sample(ans: Answerer, item, needle, fill, prefix, suffix, cuts, length, sample, progress,
                   resume) -> list[dict]:
     """A comet sample, read `ans.reads` times (chunk boundaries shifted) and answered from all the reads
-    together (runtime.answer; one read: its own answer). Each read forks at the depths; with `resume`,
+    together (Answerer.answer_ids; one read: its own answer). Each read forks at the depths; with `resume`,
     every read keeps its resume points."""
-    from comet_models.runtime import answer, feed
+    from comet_models.runtime import feed
 
     key = item.answer
     trunks, done, rows = ans.open(prefix), 0, []
@@ -126,9 +126,12 @@ def _comet_sample(ans: Answerer, item, needle, fill, prefix, suffix, cuts, lengt
         rest = needle + fill[pos:]
         forks = [resume.feed(ans.model, st, rest, key, depth, r, lambda m: progress(f"length {length:,} {m}"))
                  if resume else feed(ans.model, st, rest) for r, st in enumerate(trunks)]
-        ids = answer(ans.model, forks, suffix, max_new_tokens=12, stop=set(ans.stop))
+        ids, plain = ans.answer_ids(forks, suffix, 12)
         text = ans.tokenizer.decode(ids, skip_special_tokens=True)
         rows.append(_row(length, depth, sample, key, text, item.correct(text), time.time() - t0))
+        if plain is not None:  # the beam's row also keeps the answer without it
+            greedy = ans.tokenizer.decode(plain, skip_special_tokens=True)
+            rows[-1].update(greedy_answer=greedy.strip()[:80], greedy_correct=bool(item.correct(greedy)))
         progress(_answered(rows[-1]))
         if resume:
             resume.save_trunk(trunks, key, done, rows)

@@ -21,6 +21,10 @@ CHARS_PER_TOKEN = 4.0
 # found 93 of 100 keys at 4k-16k against 77 for one, 27 of 30 at 64k against 21; 256k and 1M barely measured).
 AUTO_READS = 3
 AUTO_READS_MAX_TOKENS = 65_536
+# `--beam`: an answer of at most ANSWER_SEARCH_TOKENS tokens is picked among the whole answers of a beam
+# this wide (comet_models.search; its SHORT_ANSWER, kept equal by a test, without importing torch here)
+ANSWER_BEAM = 4
+ANSWER_SEARCH_TOKENS = 16
 SAMPLE_TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
                "must be in want of a wife. ")
 

@@ -1,0 +1,133 @@
+"""Short answers searched whole (models/search.py): the beam against a slow reference that rebuilds every
+answer's decoder from scratch, the pick against greedy decoding, and what `comet ask` streams."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from comet_models.runtime import _Decoder, _logprobs, answer, choose, feed, generate, new_state, score
+from comet_models.search import SHORT_ANSWER, beam_search, horizon, stream_answer
+from tests.tiny import comet_model, sample
+
+STOP = set(range(0, 99, 3))  # a third of the tiny vocabulary ends an answer: short answers, often
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return comet_model("llama", temp_stride=2)
+
+
+def _reads(model, seeds=(6, 12)):
+    return [feed(model, new_state(model), sample(16 * 3 + 5, seed=s)[0][0].tolist()) for s in seeds]
+
+
+@torch.inference_mode()
+def _reference_beam(model, states, prompt, width, steps, stop, max_new):
+    """The same beam, each answer's next-token log-probabilities computed by a fresh decoder per read
+    that reads the final chunk and then every token of the answer (no forked caches)."""
+    def next_lp(toks):
+        total = 0
+        for st in states:
+            dec = _Decoder(model, st, prompt, max_new)
+            for t in toks:
+                dec.step(t)
+            total = total + _logprobs(dec)
+        return total
+
+    beams, ended = [(0.0, [])], []
+    for step in range(steps):
+        grown = []
+        for total, toks in beams:
+            top = torch.topk(next_lp(toks), width)
+            grown += [(total + float(v), toks + [int(i)]) for v, i in zip(top.values, top.indices)]
+        grown.sort(key=lambda g: -g[0])
+        beams = []
+        for total, toks in grown:
+            if toks[-1] in stop:
+                ended.append((total, toks[:-1]))
+            elif len(beams) < width:
+                beams.append((total, toks))
+        if not beams or len(ended) >= width or max(t for t, _ in ended or [(-1e9, 0)]) >= beams[0][0]:
+            break
+    return [toks for _, toks in sorted(ended, key=lambda e: -e[0])]
+
+
+@pytest.mark.parametrize("n_reads", [1, 2])
+def test_beam_matches_the_slow_reference(model, n_reads):
+    states = _reads(model)[:n_reads]
+    prompt = [7, 8, 9]
+    for stop in (STOP, set(range(0, 99, 7))):
+        fast = beam_search(model, states, prompt, 3, 6, stop, max_new_tokens=6)
+        slow = _reference_beam(model, states, prompt, 3, 6, stop, 6)
+        assert fast == slow and fast  # something ends within 6 tokens with these stop sets
+
+
+def test_beam_of_one_is_greedy_decoding(model):
+    state = _reads(model)[0]
+    for prompt in ([7, 8, 9], [10, 11], [40, 41, 42, 43]):
+        greedy = list(generate(model, state, prompt, 8, STOP))
+        assert len(greedy) < 8
+        assert beam_search(model, [state], prompt, 1, 8, STOP, max_new_tokens=8) == [greedy]
+
+
+def test_the_search_picks_likelier_whole_answers_than_greedy(model):
+    """Over many prompts the searched answer is never less likely per token than the greedy one (it is
+    one of the candidates), and somewhere it is another, likelier answer: the search does something."""
+    state, changed, stop = _reads(model)[0], 0, set(range(0, 99, 11))
+    for a in range(20, 60, 2):
+        prompt = [a, a + 1, 5]
+        greedy = list(generate(model, state, prompt, 8, stop))
+        got = answer(model, state, prompt, 8, stop, width=4)
+        lp = lambda c: score(model, state, prompt, c, 8, stop=stop)  # noqa: E731
+        assert choose([greedy, got], [lp(greedy), lp(got)], 8, True) == (0 if got == greedy else 1)
+        changed += got != greedy
+    assert changed > 0
+    assert answer(model, state, [20, 21, 5], 8, STOP, width=1) == list(generate(model, state, [20, 21, 5], 8, STOP))
+
+
+def test_ranked_answers_put_the_answer_first_and_score_the_others(model):
+    from comet_models.runtime import ranked_answers
+
+    state, stop = _reads(model)[0], set(range(0, 99, 11))
+    for a in (20, 24, 32):
+        prompt = [a, a + 1, 5]
+        ranked = ranked_answers(model, state, prompt, 8, stop, width=4)
+        assert ranked[0][0] == answer(model, state, prompt, 8, stop, width=4)
+        assert len(ranked) > 1 and all(lp == pytest.approx(score(model, state, prompt, c, 8, stop=stop), abs=1e-4)
+                                       for c, lp in ranked)
+        assert len({tuple(c) for c, _ in ranked}) == len(ranked)
+    # one candidate (greedy, no search): returned unscored
+    assert ranked_answers(model, state, [20, 21, 5], 8, stop, width=1)[0][1] is None
+
+
+def test_long_answers_are_not_searched_and_stream_as_generated(model):
+    state = _reads(model)[0]
+    few = {0}  # almost nothing ends: a long answer (it runs to max_new_tokens here)
+    long_ = list(generate(model, state, [7, 8, 9], 40, few))
+    assert len(long_) > SHORT_ANSWER
+    assert answer(model, state, [7, 8, 9], 40, few, width=4) == long_
+    assert list(stream_answer(model, [state], [7, 8, 9], 40, few, width=4)) == long_
+    # a short one comes searched, as answer() gives it; several reads: answer()'s pick
+    assert list(stream_answer(model, [state], [30, 31, 5], 8, STOP)) == answer(model, state, [30, 31, 5], 8, STOP,
+                                                                               width=4)
+    reads = _reads(model)
+    assert list(stream_answer(model, reads, [30, 31, 5], 8, STOP)) == answer(model, reads, [30, 31, 5], 8, STOP,
+                                                                             width=4)
+
+
+def test_sampling_and_cut_off_answers_are_not_searched():
+    from comet_models.search import searchable
+
+    assert searchable([1, 2, 3], 12, 4, {}) and not searchable([1, 2, 3], 12, 1, {})
+    assert not searchable([1, 2, 3], 12, 4, {"temperature": 0.7})
+    assert not searchable([1] * 12, 12, 4, {})  # ran to max_new_tokens: it did not end
+    assert not searchable([1] * (SHORT_ANSWER + 1), 256, 4, {})
+    assert horizon(12) == 12 and horizon(256) == SHORT_ANSWER + 1
+
+
+def test_the_cli_constants_are_the_models():
+    from comet_cli.reading.plan import ANSWER_BEAM, ANSWER_SEARCH_TOKENS
+    from comet_models.search import BEAM
+
+    assert (ANSWER_BEAM, ANSWER_SEARCH_TOKENS) == (BEAM, SHORT_ANSWER)
