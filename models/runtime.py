@@ -296,14 +296,18 @@ def ranked_answers(model, state: MemoryState | Sequence[MemoryState], prompt_ids
                                     **sampling))
     cands: list[list[int]] = [list(first) if first is not None else run(states)]
     more = [run([st]) for st in states] if len(states) > 1 else []
+    known: dict[tuple[int, ...], float] = {}  # the beam's answers come scored
     if stop and searchable(cands[0], max_new_tokens, width, sampling):
-        more += beam_search(model, states, prompt_ids, width, horizon(max_new_tokens), stop, max_new_tokens, doc_tail)
+        found = beam_search(model, states, prompt_ids, width, horizon(max_new_tokens), stop, max_new_tokens, doc_tail)
+        known = {tuple(c): lp for c, lp in found}
+        more += [c for c, _ in found]
     for c in more:
         if c not in cands:
             cands.append(c)
     if len(cands) == 1:
         return [(cands[0], None)]
-    totals = [sum(score(model, st, prompt_ids, c, max_new_tokens, doc_tail, stop) for st in states) for c in cands]
+    totals = [known[tuple(c)] if tuple(c) in known else
+              sum(score(model, st, prompt_ids, c, max_new_tokens, doc_tail, stop) for st in states) for c in cands]
     return [(cands[i], totals[i]) for i in ranking(cands, totals, max_new_tokens, bool(stop))]
 
 

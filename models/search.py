@@ -10,10 +10,11 @@ runtime.choose over the reads' summed log-probabilities; a longer answer (a summ
 is the greedy one, as before, and streams.
 
 The beam keeps the `width` likeliest unfinished answers (summed log-probabilities over the reads'
-decoders), sets aside every answer whose next token is an end of turn, and stops at `horizon`
-tokens, after `width` answers have ended, or when the best ended answer beats every unfinished one
-(log-probabilities only fall as an answer grows). It costs `width` decoding steps per token per read,
-a second or two on a CPU: nothing beside reading the document.
+decoders), sets aside every answer with an end of turn among its `width` likeliest next tokens, and
+stops at `horizon` tokens, after `width` answers have ended, or when the best ended answer beats every
+unfinished one (log-probabilities only fall as an answer grows). It costs `width` decoding steps per
+token per read, and the answers it finds come scored: a few seconds on one CPU thread, nothing beside
+reading the document.
 """
 from __future__ import annotations
 
@@ -29,36 +30,38 @@ SHORT_ANSWER = 16  # tokens: a greedy answer that ends within this many is searc
 
 @torch.inference_mode()
 def beam_search(model, states: Sequence[MemoryState], prompt_ids: Sequence[int], width: int, horizon: int,
-                stop: Iterable[int], max_new_tokens: int = 256, doc_tail: int | None = None) -> list[list[int]]:
+                stop: Iterable[int], max_new_tokens: int = 256,
+                doc_tail: int | None = None) -> list[tuple[list[int], float]]:
     """The answers (token ids, the end of turn left off) that end within `horizon` tokens in a beam of
-    `width` over the summed log-probabilities of `states`, likeliest first. Each read is laid out as
-    runtime.generate lays it out for `max_new_tokens` (the final chunk leaves room for the answer), so
-    runtime.score gives the same numbers."""
-    from .runtime import _Decoder, _joint_logprobs
+    `width` over the summed log-probabilities of `states`, likeliest first, each with its log-probability
+    as runtime.score gives it summed over the reads (the answer's tokens plus each read's likeliest end of
+    turn). Each read is laid out as runtime.generate lays it out for `max_new_tokens` (the final chunk
+    leaves room for the answer)."""
+    from .runtime import _Decoder, _logprobs
 
-    stop = set(stop)
+    stop = sorted(set(stop))
     if width < 1 or horizon < 1 or not stop:
         return []
     start = [_Decoder(model, st, prompt_ids, max_new_tokens, doc_tail) for st in states]
     beams: list[tuple[float, list[int], list]] = [(0.0, [], start)]
-    ended: list[tuple[float, list[int]]] = []
+    ended: dict[tuple[int, ...], float] = {}
     for step in range(horizon):
         grown = []
         for total, toks, decs in beams:
-            top = torch.topk(_joint_logprobs(decs), width)
-            grown += [(total + float(v), toks + [int(i)], decs) for v, i in zip(top.values, top.indices)]
+            lps = [_logprobs(d) for d in decs]
+            joint = lps[0] if len(lps) == 1 else sum(lp.to(lps[0].device) for lp in lps)
+            top = torch.topk(joint, width)
+            if any(int(i) in stop for i in top.indices):  # an end of turn is among the likeliest: it ends here
+                ended.setdefault(tuple(toks), total + sum(float(lp[stop].max()) for lp in lps))
+            grown += [(total + float(v), toks + [int(i)], decs) for v, i in zip(top.values, top.indices)
+                      if int(i) not in stop]
         grown.sort(key=lambda g: -g[0])
-        beams = []
-        for total, toks, decs in grown:
-            if toks[-1] in stop:
-                ended.append((total, toks[:-1]))
-            elif len(beams) < width:
-                beams.append((total, toks, decs))
-        best_ended = max((t for t, _ in ended), default=float("-inf"))
+        beams = grown[:width]
+        best_ended = max(ended.values(), default=float("-inf"))
         if not beams or len(ended) >= width or best_ended >= beams[0][0] or step == horizon - 1:
             break
         beams = [(total, toks, [_advance(d, toks[-1]) for d in decs]) for total, toks, decs in beams]
-    return [toks for _, toks in sorted(ended, key=lambda e: -e[0])]
+    return sorted(([list(t), lp] for t, lp in ended.items()), key=lambda e: -e[1])
 
 
 def _advance(dec, tok: int):

@@ -26,31 +26,29 @@ def _reads(model, seeds=(6, 12)):
 def _reference_beam(model, states, prompt, width, steps, stop, max_new):
     """The same beam, each answer's next-token log-probabilities computed by a fresh decoder per read
     that reads the final chunk and then every token of the answer (no forked caches)."""
-    def next_lp(toks):
-        total = 0
+    def next_lps(toks):
+        out = []
         for st in states:
             dec = _Decoder(model, st, prompt, max_new)
             for t in toks:
                 dec.step(t)
-            total = total + _logprobs(dec)
-        return total
+            out.append(_logprobs(dec))
+        return out
 
-    beams, ended = [(0.0, [])], []
-    for step in range(steps):
+    stop_ids = sorted(stop)
+    beams, ended = [(0.0, [])], {}
+    for _ in range(steps):
         grown = []
         for total, toks in beams:
-            top = torch.topk(next_lp(toks), width)
-            grown += [(total + float(v), toks + [int(i)]) for v, i in zip(top.values, top.indices)]
-        grown.sort(key=lambda g: -g[0])
-        beams = []
-        for total, toks in grown:
-            if toks[-1] in stop:
-                ended.append((total, toks[:-1]))
-            elif len(beams) < width:
-                beams.append((total, toks))
-        if not beams or len(ended) >= width or max(t for t, _ in ended or [(-1e9, 0)]) >= beams[0][0]:
+            lps = next_lps(toks)
+            top = torch.topk(sum(lps), width)
+            if set(top.indices.tolist()) & stop:
+                ended.setdefault(tuple(toks), total + sum(float(lp[stop_ids].max()) for lp in lps))
+            grown += [(total + float(v), toks + [int(i)]) for v, i in zip(top.values, top.indices) if int(i) not in stop]
+        beams = sorted(grown, key=lambda g: -g[0])[:width]
+        if not beams or len(ended) >= width or max(ended.values(), default=-1e9) >= beams[0][0]:
             break
-    return [toks for _, toks in sorted(ended, key=lambda e: -e[0])]
+    return [list(t) for t, _ in sorted(ended.items(), key=lambda e: -e[1])]
 
 
 @pytest.mark.parametrize("n_reads", [1, 2])
@@ -60,7 +58,9 @@ def test_beam_matches_the_slow_reference(model, n_reads):
     for stop in (STOP, set(range(0, 99, 7))):
         fast = beam_search(model, states, prompt, 3, 6, stop, max_new_tokens=6)
         slow = _reference_beam(model, states, prompt, 3, 6, stop, 6)
-        assert fast == slow and fast  # something ends within 6 tokens with these stop sets
+        assert [c for c, _ in fast] == slow and fast  # something ends within 6 tokens with these stop sets
+        for c, lp in fast:  # each comes scored as runtime.score scores it, summed over the reads
+            assert lp == pytest.approx(sum(score(model, st, prompt, c, 6, stop=stop) for st in states), abs=1e-4)
 
 
 def test_beam_of_one_is_greedy_decoding(model):
@@ -68,7 +68,7 @@ def test_beam_of_one_is_greedy_decoding(model):
     for prompt in ([7, 8, 9], [10, 11], [40, 41, 42, 43]):
         greedy = list(generate(model, state, prompt, 8, STOP))
         assert len(greedy) < 8
-        assert beam_search(model, [state], prompt, 1, 8, STOP, max_new_tokens=8) == [greedy]
+        assert [c for c, _ in beam_search(model, [state], prompt, 1, 8, STOP, max_new_tokens=8)] == [greedy]
 
 
 def test_the_search_picks_likelier_whole_answers_than_greedy(model):
