@@ -57,7 +57,7 @@ def _beam_option():
     return click.option("--beam", type=click.IntRange(1, 16), default=ANSWER_BEAM, show_default=True, metavar="N",
                         help=f"An answer that ends within {ANSWER_SEARCH_TOKENS} tokens (a number, a name) is picked "
                              "among the greedy one and the whole answers a beam search of width N finds, by "
-                             "their probability: fewer slipped digits, for a second or two. 1: greedy only. "
+                             "their probability: fewer slipped digits, for a few seconds. 1: greedy only. "
                              "Longer answers are greedy and stream.")
 
 

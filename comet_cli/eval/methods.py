@@ -53,15 +53,10 @@ class Answerer:
         """The method, plus the precision when not float32: result ids of `--out` files, so a
         bfloat16 run never takes a float32 row as done (float32 ids read as before). Rows answered
         with a beam carry +beamN (rows from before it have none)."""
-        return self.tag(answers=True)
-
-    def tag(self, answers: bool = True) -> str:
-        """run_tag; without `answers`, only what decides the reading (a resume point's id: the answer
-        settings do not change the memory, so points kept by one serve the other)."""
         comet = self.method == "comet"
         tag = self.method + (f"+reads{self.reads}" if self.reads > 1 and comet else "")
         tag += "+lead" if self.lead and comet else ""  # rows read before leads have none
-        tag += f"+beam{self.beam}" if answers and self.beam > 1 and comet else ""
+        tag += f"+beam{self.beam}" if self.beam > 1 and comet else ""
         dtype = next(self.model.parameters()).dtype
         return tag if dtype == torch.float32 else f"{tag}@{str(dtype).removeprefix('torch.')}"
 
@@ -119,7 +114,7 @@ class Answerer:
     def _comet(self, item: EvalItem) -> str:
         """Questions on the same document reuse its memory state, as `comet ask` does: the
         document is read once (the frame before it does not depend on the question)."""
-        from comet_models.runtime import feed
+        from comet_models.runtime import answer, feed
 
         prefix, suffix = self.frame(build_prompt(item))
         key = hash((tuple(prefix), item.document))
@@ -127,7 +122,7 @@ class Answerer:
             doc = self.encode(item.document)
             self._states = {key: [feed(self.model, st, doc) for st in self.open(prefix)]}
         states = self._states[key]
-        ids, _ = self.answer_ids(states, suffix, self.max_new_tokens)
+        ids = answer(self.model, states, suffix, self.max_new_tokens, set(self.stop), width=self.beam)
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
     def window_ids(self, prefix: list[int], doc: list[int], suffix: list[int]) -> list[int]:
