@@ -280,35 +280,47 @@ def answer(model, state: MemoryState | Sequence[MemoryState], prompt_ids: Sequen
 def ranked_answers(model, state: MemoryState | Sequence[MemoryState], prompt_ids: Sequence[int],
                    max_new_tokens: int = 256, stop: set[int] | frozenset = frozenset(), doc_tail: int | None = None,
                    width: int = 1, first: Sequence[int] | None = None, **sampling) -> list[tuple[list[int], float | None]]:
-    """The candidate answers with their log-probability (answer and end of turn, summed over the reads),
-    best first; a lone candidate is not scored (None).
+    """The candidate answers (`weigh`) with their log-probability (answer and end of turn, summed over
+    the reads), best first by `ranking`; a lone candidate is not scored (None)."""
+    cands, totals, _ = weigh(model, state, prompt_ids, max_new_tokens, stop, doc_tail, width, first, **sampling)
+    if totals is None:
+        return [(cands[0], None)]
+    return [(cands[i], totals[i]) for i in ranking(cands, totals, max_new_tokens, bool(stop))]
+
+
+@torch.inference_mode()
+def weigh(model, state: MemoryState | Sequence[MemoryState], prompt_ids: Sequence[int], max_new_tokens: int = 256,
+          stop: set[int] | frozenset = frozenset(), doc_tail: int | None = None, width: int = 1,
+          first: Sequence[int] | None = None, **sampling) -> tuple[list[list[int]], list[float] | None, int]:
+    """(candidates, their summed log-probabilities or None for a lone one, how many of the first
+    candidates greedy decoding gave): the rest come from the search, so ranking the first n alone gives
+    the answer without it.
 
     The candidates are generate's answer (over all the states together; `first` when it is already
     known), with several states each read's own answer, and with `width` > 1 the answers of a beam
-    search when the first one is short (models/search.py). They are ranked by `ranking`: the reads'
-    summed log-probability per token, highest. Greedy joint decoding alone commits to one token at a
-    time and can end a five-digit key after four digits that every read would score lower as a whole
-    (benchmarks/results/training/r21/README.md)."""
+    search when the first one is short (models/search.py). Greedy joint decoding alone commits to one
+    token at a time and can end a five-digit key after four digits that every read would score lower as
+    a whole (benchmarks/results/training/r21/README.md)."""
     from .search import beam_search, horizon, searchable
 
     states = [state] if isinstance(state, MemoryState) else list(state)
     run = lambda sts: list(generate(model, sts, prompt_ids, max_new_tokens, stop, doc_tail=doc_tail,  # noqa: E731
                                     **sampling))
     cands: list[list[int]] = [list(first) if first is not None else run(states)]
-    more = [run([st]) for st in states] if len(states) > 1 else []
-    known: dict[tuple[int, ...], float] = {}  # the beam's answers come scored
-    if stop and searchable(cands[0], max_new_tokens, width, sampling):
-        found = beam_search(model, states, prompt_ids, width, horizon(max_new_tokens), stop, max_new_tokens, doc_tail)
-        known = {tuple(c): lp for c, lp in found}
-        more += [c for c, _ in found]
-    for c in more:
+    for c in ([run([st]) for st in states] if len(states) > 1 else []):
         if c not in cands:
             cands.append(c)
+    n_greedy = len(cands)
+    known: dict[tuple[int, ...], float] = {}  # the beam's answers come scored
+    if stop and searchable(cands[0], max_new_tokens, width, sampling):
+        known = dict((tuple(c), lp) for c, lp in beam_search(model, states, prompt_ids, width, horizon(max_new_tokens),
+                                                             stop, max_new_tokens, doc_tail))
+        cands += [list(c) for c in known if list(c) not in cands]
     if len(cands) == 1:
-        return [(cands[0], None)]
+        return cands, None, n_greedy
     totals = [known[tuple(c)] if tuple(c) in known else
               sum(score(model, st, prompt_ids, c, max_new_tokens, doc_tail, stop) for st in states) for c in cands]
-    return [(cands[i], totals[i]) for i in ranking(cands, totals, max_new_tokens, bool(stop))]
+    return cands, totals, n_greedy
 
 
 def choose(cands: Sequence[Sequence[int]], totals: Sequence[float], max_new_tokens: int, scored_stop: bool) -> int:

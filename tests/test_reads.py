@@ -300,13 +300,13 @@ def test_passkey_grid_with_reads_answers_from_every_read(tiny_model, monkeypatch
     ans = Answerer(model, tok, "comet", reads=2, lead=True)
     assert ans.run_tag == "comet+reads2+lead"
     seen = []
-    real = R.answer
+    real = R.weigh  # what the grid's answers come from (Answerer.answer_ids)
 
     def spy(m, states, *a, **k):
         seen.append(states)
         return real(m, states, *a, **k)
 
-    monkeypatch.setattr(R, "answer", spy)
+    monkeypatch.setattr(R, "weigh", spy)
     books = [str(p) for p in Path(__file__).parent.parent.glob("examples/*.txt")]
     rows = P.run_sample(ans, books, 300, [0.0, 1.0], seed=0, sample=0)
     assert [r["depth"] for r in rows] == [0.0, 1.0] and len(seen) == 2

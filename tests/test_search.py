@@ -131,3 +131,22 @@ def test_the_cli_constants_are_the_models():
     from comet_models.search import BEAM
 
     assert (ANSWER_BEAM, ANSWER_SEARCH_TOKENS) == (BEAM, SHORT_ANSWER)
+
+
+@pytest.mark.parametrize("n_reads", [1, 3])
+def test_weigh_holds_the_greedy_answer_and_the_searched_one(model, n_reads):
+    """runtime.weigh marks which candidates greedy decoding gave: ranking those alone is answer() without
+    the beam, ranking all is answer() with it (`comet eval` keeps both from one set of candidates)."""
+    from comet_models.runtime import ranking, weigh
+
+    states = [feed(model, new_state(model), sample(53, seed=s)[0][0].tolist()) for s in (6, 12, 3)][:n_reads]
+    searched = 0
+    for stop in ({3, 4}, set(range(0, 99, 11))):
+        for a in range(20, 40, 3):
+            prompt = [a, a + 1, 5]
+            cands, totals, n_greedy = weigh(model, states, prompt, 8, stop, width=4)
+            order = [0] if totals is None else ranking(cands, totals, 8, True)
+            assert cands[next(i for i in order if i < n_greedy)] == answer(model, states, prompt, 8, stop)
+            assert cands[order[0]] == answer(model, states, prompt, 8, stop, width=4)
+            searched += len(cands) > n_greedy
+    assert searched > 0  # the search added candidates somewhere

@@ -84,8 +84,8 @@ def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, o
     """Score a method on TASK: a long-document task from the shared data, `passkey` or `babilong`.
 
     `comet eval list` shows the tasks. Methods (greedy, same chat prompt): comet (the
-    document streams through memory; short answers searched with --beam, as `comet ask`), truncate (full attention on head + tail within
-    --window), sliding (attention sinks + recent tokens at CoMeT's memory budget), mapreduce
+    document streams through memory; short answers searched with --beam, as `comet ask`),
+    truncate (full attention on head + tail within --window), sliding (attention sinks + recent tokens at CoMeT's memory budget), mapreduce
     (answer per --window piece, then over the notes).
 
     \b

@@ -63,15 +63,14 @@ class Answerer:
     def answer_ids(self, states: list, suffix: list[int], max_new_tokens: int) -> tuple[list[int], list[int] | None]:
         """The answer's ids from the memories (runtime.answer with this beam) and, when the beam is on,
         also the answer without it (greedy, and with several reads the pick among their greedy answers),
-        so one run measures both."""
-        from comet_models.runtime import answer
+        so one run measures both: the best of the candidates greedy decoding gave (runtime.weigh), which
+        rank among themselves as they rank among all."""
+        from comet_models.runtime import ranking, weigh
 
-        stop = set(self.stop)
-        plain = answer(self.model, states, suffix, max_new_tokens=max_new_tokens, stop=stop)
-        if self.beam <= 1:
-            return plain, None
-        first = plain if len(states) == 1 else None
-        return answer(self.model, states, suffix, max_new_tokens, stop, width=self.beam, first=first), plain
+        cands, totals, n_greedy = weigh(self.model, states, suffix, max_new_tokens, set(self.stop), width=self.beam)
+        order = [0] if totals is None else ranking(cands, totals, max_new_tokens, True)
+        plain = cands[next(i for i in order if i < n_greedy)]
+        return cands[order[0]], (plain if self.beam > 1 else None)
 
     # -- shared pieces --------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
