@@ -126,6 +126,10 @@ def test_load_applies_overrides_then_validates(tmp_path):
     assert "data.sources.1.weight: must be > 0" in error_of(load_recipe, p, ["data.sources.1.weight=0"])
     assert "data.sources.0.passage_tokens: must be [low, high]" in error_of(
         load_recipe, p, ["data.sources.0.passage_tokens=[50, 10]"])
+    assert load_recipe(p, ["data.sources.0.keys=repeat"]).data.sources[0].keys == "repeat"
+    assert "data.sources.1.keys: only a passkey source draws keys, this one is chat_jsonl" in error_of(
+        load_recipe, p, ["data.sources.1.keys=distinct"])
+    assert "expected one of 'any', 'repeat', 'distinct'" in error_of(load_recipe, p, ["data.sources.0.keys=odd"])
     assert "memory.chunk_size: must be >= 1" in error_of(load_recipe, p, ["memory.chunk_size=0"])
     assert "train.gate_dilation: must be >= 1" in error_of(load_recipe, p, ["train.gate_dilation=0.5"])
 

@@ -13,8 +13,8 @@ from comet_cli.finetune.data import (IGNORE, MixedStream, Sample, Source, build_
                                      babilong_samples, read_chat_jsonl, recall_samples, shift_labels, text_samples,
                                      tokens_in_spans, assistant_spans)
 from comet_cli.finetune.planning import STRATEGIES, boundary_token_ids, draw_strategy, plan_chunks, plan_sample
-from comet_cli.finetune.synthetic import (RECALL_QUESTION, BabiTask, FillerText, babilong_sample, passkey_sample,
-                                          recall_sample)
+from comet_cli.finetune.synthetic import (RECALL_QUESTION, BabiTask, FillerText, babilong_sample, draw_key,
+                                          passkey_sample, recall_sample)
 
 BABI = "1 Mary went to the kitchen.\n2 John moved to the garden.\n3 Where is Mary? \tkitchen\t1\n" \
        "4 Mary travelled to the office.\n5 Where is Mary? \toffice\t4\n1 Sandra went to the hallway.\n" \
@@ -122,6 +122,23 @@ def test_passkey_is_deterministic_varied_and_at_depth(book):
     assert b.answer != a.answer and b.context[:500] != a.context[:500]  # random key and offset
     early = passkey_sample(random.Random(9), book, 3000, depth=0.0)
     assert early.context.index("The pass key") < 0.1 * len(early.context)
+
+
+def test_key_kinds_repeat_or_keep_digits_and_any_is_the_old_draw(book):
+    """keys: repeat / distinct (the one-read grid's misses are nearly all keys that repeat a digit);
+    "any" takes the first draw, so recipes without `keys` draw the samples they always drew."""
+    assert draw_key(random.Random(5)) == str(random.Random(5).randint(10000, 99999))
+    repeat = [draw_key(random.Random(s), "repeat") for s in range(200)]
+    distinct = [draw_key(random.Random(s), "distinct") for s in range(200)]
+    assert all(len(set(k)) < 5 for k in repeat) and all(len(set(k)) == 5 for k in distinct)
+    assert all(len(k) == 5 and k[0] != "0" for k in repeat + distinct) and len(set(repeat)) > 150
+    anyk = [draw_key(random.Random(s)) for s in range(1000)]
+    assert 0.6 < sum(len(set(k)) < 5 for k in anyk) / 1000 < 0.8  # 1 - 9*9*8*7*6/90000 = 0.70
+    s = passkey_sample(random.Random(3), book, 2000, keys="repeat")
+    assert len(set(s.answer)) < 5 and s.context.count(f"The pass key is {s.answer}.") == 1
+    assert passkey_sample(random.Random(3), book, 2000) == passkey_sample(random.Random(3), book, 2000, keys="any")
+    with pytest.raises(ValueError, match="unknown key kind 'odd'"):
+        draw_key(random.Random(0), "odd")
 
 
 def test_passkey_token_length_control(book, tok):
@@ -312,6 +329,9 @@ def test_build_stream_from_recipe_section(tmp_path, tok, book):
     assert [next(resumed) for _ in range(2)] == drawn[4:]
     drawn = [next(stream) for _ in range(24)]
     assert any(RECALL_QUESTION in tok.decode(s.input_ids) for s in drawn)
+    data.sources = [SourceSpec(kind="passkey", filler=[str(book.paths[0])], keys="repeat")]
+    keys = [supervised_text(tok, next(s)).removesuffix("<|im_end|>") for s in [build_stream(data, tok, 128)] * 12]
+    assert all(k.isdigit() and len(set(k)) < 5 for k in keys), keys
 
 
 def test_ragged_lengths_put_the_answer_anywhere_in_the_last_chunk(tok, book):

@@ -60,7 +60,8 @@ class SourceSpec:
     """One data source. chat_jsonl/text read `path`/`paths`; passkey and recall read book text from
     `filler`; babilong reads bAbI files from `path`/`paths` and book text from `filler`. `depth`
     bounds the relative depth of a pass key or recall passage; `passage_tokens` the length of a
-    recall passage."""
+    recall passage; `keys` which pass keys a passkey source draws: any, repeat (some digit twice) or
+    distinct (five different digits)."""
 
     kind: Literal["chat_jsonl", "text", "passkey", "babilong", "recall"] = "chat_jsonl"
     path: str | None = None
@@ -69,6 +70,7 @@ class SourceSpec:
     filler: list[str] = field(default_factory=list)
     depth: list[float] = field(default_factory=lambda: [0.0, 1.0])
     passage_tokens: list[int] = field(default_factory=lambda: [32, 96])
+    keys: Literal["any", "repeat", "distinct"] = "any"
 
     def files(self) -> list[str]:
         """`path` and `paths` together, in that order."""
@@ -266,6 +268,8 @@ def validate_recipe(recipe: Recipe, where: str = "recipe") -> None:
             raise bad(f"{key}.depth", f"must be [low, high] with 0 <= low <= high <= 1, got {src.depth}")
         if len(src.passage_tokens) != 2 or not 1 <= src.passage_tokens[0] <= src.passage_tokens[1]:
             raise bad(f"{key}.passage_tokens", f"must be [low, high] with 1 <= low <= high, got {src.passage_tokens}")
+        if src.keys != "any" and src.kind != "passkey":
+            raise bad(f"{key}.keys", f"only a passkey source draws keys, this one is {src.kind}")
     if d.opening_tokens < 0:
         raise bad("data.opening_tokens", f"must be >= 0 (0: off), got {d.opening_tokens}")
     if not 1 <= d.min_chunks <= d.max_chunks:

@@ -268,10 +268,11 @@ class SyntheticSamples:
 
 
 def passkey_samples(tokenizer, filler: FillerText, lengths: Sequence[int], seed: int = 0,
-                    depth: Sequence[float] = (0.0, 1.0), name: str = "passkey") -> SyntheticSamples:
-    """Pass-key samples of the given total token lengths, keys at depths uniform in `depth`."""
+                    depth: Sequence[float] = (0.0, 1.0), name: str = "passkey", keys: str = "any") -> SyntheticSamples:
+    """Pass-key samples of the given total token lengths, keys of kind `keys` (`draw_key`) at depths
+    uniform in `depth`."""
     def make(rng, n_tokens, count_tokens):
-        return passkey_sample(rng, filler, n_tokens, rng.uniform(depth[0], depth[1]), count_tokens)
+        return passkey_sample(rng, filler, n_tokens, rng.uniform(depth[0], depth[1]), count_tokens, keys)
     return SyntheticSamples(tokenizer, make, lengths, seed, name)
 
 
@@ -381,7 +382,8 @@ def build_stream(data: DataSection, tokenizer, chunk_size: int, position: int = 
         elif spec.kind == "text":
             get = cycle(text_samples(spec.files(), tokenizer, data.max_tokens, chunk_size), data.seed, name)
         elif spec.kind == "passkey":
-            get = passkey_samples(tokenizer, FillerText(spec.filler), lengths, data.seed, spec.depth, name).__getitem__
+            get = passkey_samples(tokenizer, FillerText(spec.filler), lengths, data.seed, spec.depth, name,
+                                  spec.keys).__getitem__
         elif spec.kind == "recall":
             get = recall_samples(tokenizer, FillerText(spec.filler), lengths, data.seed, spec.depth, name,
                                  spec.passage_tokens).__getitem__

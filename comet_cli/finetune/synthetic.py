@@ -172,11 +172,25 @@ def _cut_words(text: str, n: int) -> str:
     return text[:space if space > 0 else n]
 
 
+KEY_KINDS = ("any", "repeat", "distinct")
+
+
+def draw_key(rng: random.Random, kind: str = "any") -> str:
+    """A random 5-digit key (no leading zero). `kind` "repeat" keeps drawing until some digit occurs
+    twice (about 70% of all keys), "distinct" until all five differ; "any" takes the first draw."""
+    if kind not in KEY_KINDS:
+        raise ValueError(f"unknown key kind {kind!r}; known: {', '.join(KEY_KINDS)}")
+    while True:
+        key = str(rng.randint(10000, 99999))
+        if kind == "any" or (len(set(key)) < 5) == (kind == "repeat"):
+            return key
+
+
 def passkey_sample(rng: random.Random, filler: FillerText, length: int, depth: float | None = None,
-                   count_tokens: CountTokens | None = None) -> SyntheticSample:
-    """A pass-key retrieval item: a random 5-digit key at relative `depth` (random if None) of a
-    context of `length` characters (tokens with `count_tokens`)."""
-    key = str(rng.randint(10000, 99999))
+                   count_tokens: CountTokens | None = None, keys: str = "any") -> SyntheticSample:
+    """A pass-key retrieval item: a random 5-digit key (of kind `keys`, see `draw_key`) at relative
+    `depth` (random if None) of a context of `length` characters (tokens with `count_tokens`)."""
+    key = draw_key(rng, keys)
     depth = rng.random() if depth is None else depth
     needle = PASSKEY_NEEDLE.format(key=key)
     context = fit_filler(rng, filler, length, lambda t: PASSKEY_PREFACE + insert_at(t, depth, needle), count_tokens)
