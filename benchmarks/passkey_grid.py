@@ -24,7 +24,8 @@ CoMeT's memory budget, base weights).
     #   without the lead as `comet ask --reads N` reads; trained-lead-readsN the same with it
     # trained rows answer as `comet ask` does, a short answer picked among a beam's whole answers
     #   (`comet eval --beam 4`, results/<task>/...-beam4.jsonl); a -greedy suffix (trained-greedy,
-    #   trained-nolead-reads3-greedy) reads the greedy rows measured before the beam
+    #   trained-nolead-reads3-greedy) reads the greedy rows measured before the beam, and for a sample
+    #   read only with the beam, the greedy answers its rows keep (the same read, decoded greedily)
 """
 from __future__ import annotations
 
@@ -89,8 +90,18 @@ def run_method(name: str, args) -> list[dict]:
         cmd += ["--beam", str(beam)] if method == "comet" else []
         subprocess.run(cmd + (["--model", model] if model else []), check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     print(f"{name}: {time.time() - t:.0f} s", file=sys.stderr, flush=True)
-    lines = map(json.loads, out.read_text().splitlines() if out.exists() else [])  # one line per sample: its rows, one per depth
-    return [r for line in lines for r in line["rows"] if r["sample"] < args.samples.get(r["length"], 0)]
+    rows = read_rows(out)
+    if trained and m.group(3):  # a sample read with the beam only: its rows' greedy answers, from the same read
+        have = {(r["length"], r["sample"]) for r in rows}
+        rows += [{**r, "answer": r["greedy_answer"], "correct": r["greedy_correct"]}
+                 for r in read_rows(out.with_name(f"{out.stem}-beam{ANSWER_BEAM}.jsonl"))
+                 if (r["length"], r["sample"]) not in have and "greedy_answer" in r]
+    return [r for r in rows if r["sample"] < args.samples.get(r["length"], 0)]
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a `comet eval` JSONL file (one line per sample: its rows, one per depth); none if absent."""
+    return [r for line in (path.read_text().splitlines() if path.exists() else []) for r in json.loads(line)["rows"]]
 
 
 def samples_per_length(lengths: str, samples: str) -> dict[int, int]:

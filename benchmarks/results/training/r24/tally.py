@@ -1,0 +1,53 @@
+"""r24 repeat against the shipped default on the same pass keys: one read with the lead, bfloat16, each row
+answered with the beam and greedily (`comet eval --beam 4` keeps both), keys split by whether they repeat a digit.
+
+    python benchmarks/results/training/r24/tally.py   # -> a markdown table on stdout
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHIPPED = HERE.parents[1] / "passkey" / "trained-shipped-6fe39f3d-bfloat16-lead-beam4.jsonl"
+
+
+def rows(paths) -> dict:
+    """{(length, sample, depth): row} from `comet eval` JSONL files (missing files give nothing)."""
+    out = {}
+    for path in paths:
+        if path.exists():
+            for line in path.read_text().splitlines():
+                for r in json.loads(line)["rows"]:
+                    out[(r["length"], r["sample"], r["depth"])] = r
+    return out
+
+
+def count(rs, field, keys) -> str:
+    picked = [r for r in rs if keys(r["key"])]
+    return f"{sum(r[field] for r in picked)}/{len(picked)}"
+
+
+def main() -> None:
+    new = rows(sorted(HERE.glob("repeat-bfloat16-lead-beam4-*.jsonl")))
+    old = rows([SHIPPED])
+    kinds = {"all": lambda k: True, "repeat a digit": lambda k: len(set(k)) < 5,
+             "five different": lambda k: len(set(k)) == 5}
+    print("| tokens | keys | answer | " + " | ".join(f"{k}: shipped / r24" for k in kinds) + " |")
+    print("|---:|---:|---|" + "---:|" * len(kinds))
+    for length in sorted({k[0] for k in new}):
+        ids = [k for k in new if k[0] == length and k in old]
+        for field, name in (("correct", "beam 4"), ("greedy_correct", "greedy")):
+            cells = [f"{count([old[i] for i in ids], field, f)} / **{count([new[i] for i in ids], field, f)}**"
+                     for f in kinds.values()]
+            print(f"| {length:,} | {len(ids)} | {name} | " + " | ".join(cells) + " |")
+    print()
+    for length in sorted({k[0] for k in new}):
+        ids = sorted(k for k in new if k[0] == length and k in old)
+        won = [f"{new[i]['key']} (shipped {old[i]['answer']!r})" for i in ids if new[i]["correct"] and not old[i]["correct"]]
+        lost = [f"{new[i]['key']} ({new[i]['answer']!r})" for i in ids if old[i]["correct"] and not new[i]["correct"]]
+        print(f"- {length:,}, beam 4: won {', '.join(won) or 'none'}; lost {', '.join(lost) or 'none'}")
+
+
+if __name__ == "__main__":
+    main()
