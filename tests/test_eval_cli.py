@@ -308,3 +308,35 @@ def test_passkey_sample_resumes_inside_the_filler(tiny, tmp_path):
     assert any("resumed after 0 of 2 depths" in m for m in log)
     assert not any("filler 64 of" in m for m in log) and any("filler 192 of" in m for m in log)
     assert resumed == straight
+
+
+def test_grid_greedy_rows_take_a_beam_only_samples_greedy_answers(tmp_path, monkeypatch):
+    """benchmarks/passkey_grid.py: a -greedy row reads its own file, and a sample read only with the beam
+    gives its rows' greedy answers (the same read decoded greedily), never the beam's."""
+    import importlib.util
+    import types
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "passkey_grid.py"
+    spec = importlib.util.spec_from_file_location("passkey_grid", path)
+    grid = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grid)
+    monkeypatch.setattr(grid, "RESULTS", tmp_path)
+    (tmp_path / "passkey").mkdir()
+
+    def line(sample, answers):
+        rows = [{"length": 4096, "depth": d, "sample": sample, "key": "21055", "answer": a[0],
+                 "correct": a[0] == "21055", **({"greedy_answer": a[1], "greedy_correct": a[1] == "21055"}
+                                              if len(a) > 1 else {})} for d, a in zip((0.0, 1.0), answers)]
+        return json.dumps({"id": f"x:{sample}", "rows": rows}) + "\n"
+
+    (tmp_path / "passkey" / "trained-m-bfloat16-lead.jsonl").write_text(line(0, [("21055",), ("1",)]))
+    (tmp_path / "passkey" / "trained-m-bfloat16-lead-beam4.jsonl").write_text(
+        line(0, [("21055", "2"), ("21055", "3")]) + line(1, [("21055", "20155"), ("21055", "21055")]))
+    args = types.SimpleNamespace(trained_model="runs/m/model", trained_dtype="bfloat16", task="passkey",
+                                 cached=True, samples={4096: 2}, depths=2)
+    greedy = grid.run_method("trained-greedy", args)
+    assert [(r["sample"], r["answer"], r["correct"]) for r in greedy] == \
+        [(0, "21055", True), (0, "1", False), (1, "20155", False), (1, "21055", True)]
+    assert [r["answer"] for r in grid.run_method("trained", args)] == ["21055"] * 4
+    args.samples = {4096: 1}
+    assert len(grid.run_method("trained-greedy", args)) == 2
