@@ -13,6 +13,7 @@ import torch
 from safetensors import safe_open
 
 from comet_cli.cli import main
+from comet_cli.finetune import checkpoint
 from comet_cli.finetune import train as T
 from comet_cli.finetune.config import load_recipe
 from comet_cli.finetune.planning import plan_sample_chunks
@@ -117,6 +118,16 @@ def test_memory_mode_learns_changes_only_memory_and_exports(recipe_file, tmp_pat
     # memory mode keeps the base weights file: only comet_memory.safetensors was replaced
     assert (folder / "model.safetensors").read_bytes() == (run.model_dir / "model.safetensors").read_bytes()
     assert (folder / MEMORY_FILE).read_bytes() != (run.model_dir / MEMORY_FILE).read_bytes()
+    # a run from a trained folder: the folder (`comet info`) names the whole lineage, memory.safetensors
+    # (what `comet_models.ship` stacks) this run alone
+    note = checkpoint.source_training(folder)
+    assert "10 steps" in note and checkpoint.source_training(run.model_dir) is None
+    again = checkpoint.export_model(run.model, run.tset, folder, tmp_path / "next", "stage two")
+    assert checkpoint.source_training(Path(again["model"])) == f"{note} then stage two"
+    comet = json.loads((Path(again["model"]) / "config.json").read_text())["comet"]
+    assert comet["training"] == f"{note} then stage two"
+    with safe_open(again["memory_weights"], "pt") as f:
+        assert f.metadata()["training"] == "stage two"
 
 
 def test_resume_gives_the_uninterrupted_losses(recipe_file, tmp_path, capsys, monkeypatch):

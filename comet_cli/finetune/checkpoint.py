@@ -12,7 +12,9 @@ It is written into a hidden temporary sibling and renamed into place, so a crash
 leaves a half-written `step-N`; only the newest `checkpoint.keep` are kept.
 
 `export_model` writes the end product the same way: OUTPUT_DIR/model (a CoMeT folder) and
-OUTPUT_DIR/memory.safetensors.
+OUTPUT_DIR/memory.safetensors. The folder's training note is the whole lineage (the source folder's
+note, " then ", this run's), so `comet info` on a fine-tuned default says what it was trained from;
+OUTPUT_DIR/memory.safetensors keeps this run's note alone, as `comet_models.ship` joins stages itself.
 """
 from __future__ import annotations
 
@@ -166,6 +168,7 @@ def export_model(model, tset, source_dir: Path, output_dir: Path, training: str)
     from comet_cli.finetune.trainable import lora_state_dict, merge_lora
     from comet_models.convert import (MEMORY_FILE, _base_state_dict, _tensors_sha256, model_fingerprint,
                                       save_memory_weights)
+    from comet_models.ship import STAGE_SEPARATOR
 
     output_dir = Path(output_dir)
     out = output_dir / "model"
@@ -173,6 +176,8 @@ def export_model(model, tset, source_dir: Path, output_dir: Path, training: str)
     shutil.rmtree(tmp, ignore_errors=True)
     written = {"model": str(out), "memory_weights": str(output_dir / "memory.safetensors")}
     metadata = {"training": training}
+    before = source_training(source_dir)
+    lineage = {"training": f"{before}{STAGE_SEPARATOR}{training}" if before else training}
     try:
         base_changed = tset.mode in ("lora", "full")
         skip = {MEMORY_FILE} | ({"model.safetensors", "model.safetensors.index.json"} if base_changed else set())
@@ -188,9 +193,9 @@ def export_model(model, tset, source_dir: Path, output_dir: Path, training: str)
             save_file(base, str(tmp / "model.safetensors"), metadata={"format": "pt"})
             comet["base_sha256"] = _tensors_sha256(base)
         model.config.comet = comet
-        comet["training"] = training
+        comet["training"] = lineage["training"]
         comet["fingerprint"] = model_fingerprint(model)
-        save_memory_weights(model, tmp / MEMORY_FILE, metadata)
+        save_memory_weights(model, tmp / MEMORY_FILE, lineage)
         conf_path = tmp / "config.json"
         conf = json.loads(conf_path.read_text())
         conf["comet"] = comet
@@ -204,3 +209,16 @@ def export_model(model, tset, source_dir: Path, output_dir: Path, training: str)
     save_memory_weights(model, output_dir / "memory.safetensors", metadata)
     written["fingerprint"] = comet["fingerprint"]
     return written
+
+
+def source_training(folder: Path) -> str | None:
+    """The training note of a CoMeT folder's memory weights (None for an untrained conversion)."""
+    from safetensors import safe_open
+
+    from comet_models.convert import MEMORY_FILE
+
+    path = Path(folder) / MEMORY_FILE
+    if not path.exists():
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        return (f.metadata() or {}).get("training")
