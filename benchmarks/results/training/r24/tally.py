@@ -1,11 +1,13 @@
-"""r24 repeat against the shipped default on the same pass keys: one read with the lead, bfloat16, each row
-answered with the beam and greedily (`comet eval --beam 4` keeps both), keys split by whether they repeat a digit.
+"""r24 repeat (and soup, the mean of its weights and the shipped default's) against the shipped default on
+the same pass keys: one read with the lead, bfloat16, each row answered with the beam and greedily (`comet
+eval --beam 4` keeps both), keys split by whether they repeat a digit.
 
-    python benchmarks/results/training/r24/tally.py   # -> a markdown table on stdout
+    python benchmarks/results/training/r24/tally.py [repeat|soup]   # -> a markdown table on stdout
 """
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -28,12 +30,12 @@ def count(rs, field, keys) -> str:
     return f"{sum(r[field] for r in picked)}/{len(picked)}"
 
 
-def main() -> None:
-    new = rows(sorted(HERE.glob("repeat-bfloat16-lead-beam4-*.jsonl")))
+def main(run: str = "repeat") -> None:
+    new = rows(sorted(HERE.glob(f"{run}-bfloat16-lead-beam4-*.jsonl")))
     old = rows([SHIPPED])
     kinds = {"all": lambda k: True, "repeat a digit": lambda k: len(set(k)) < 5,
              "five different": lambda k: len(set(k)) == 5}
-    print("| tokens | keys | answer | " + " | ".join(f"{k}: shipped / r24" for k in kinds) + " |")
+    print("| tokens | keys | answer | " + " | ".join(f"{k}: shipped / {run}" for k in kinds) + " |")
     print("|---:|---:|---|" + "---:|" * len(kinds))
     for length in sorted({k[0] for k in new}):
         ids = [k for k in new if k[0] == length and k in old]
@@ -50,4 +52,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:2])
