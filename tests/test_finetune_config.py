@@ -155,3 +155,12 @@ def test_fingerprint_ignores_resume_knobs_only():
                     "trainable.mode=full", "data.max_tokens=100", "model.source=x", "train.fifo_dropout=0.5",
                     "train.gate_dilation=64", "data.whole_chunks=false"):
         assert recipe_fingerprint(apply_override(Recipe(), differs)) != base, differs
+
+
+def test_a_source_without_keys_keeps_its_fingerprint(tmp_path):
+    """`keys` came after checkpoints existed: at `any` it is left out, so a run checkpointed before
+    resumes (the value is GOOD's fingerprint computed by the code before the field, commit 5ebae16)."""
+    r = load_recipe(write(tmp_path, GOOD))
+    assert recipe_fingerprint(r) == "fb0952a87d80861aeff2fbc9b04d5dab5222717715bbd845874680800a9dcbb3"
+    assert recipe_fingerprint(apply_override(r, "data.sources.0.keys=repeat")) != recipe_fingerprint(r)
+

@@ -338,5 +338,8 @@ def recipe_fingerprint(recipe: Recipe) -> str:
         section_name, last = key.split(".")
         if d[section_name].get(last) == default:
             d[section_name].pop(last)
+    for src in d["data"]["sources"]:  # a source's `keys` came later too
+        if src.get("keys") == "any":
+            src.pop("keys")
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
