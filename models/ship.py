@@ -80,22 +80,30 @@ def truncate(a: torch.Tensor, b: torch.Tensor, rank: int) -> tuple[torch.Tensor,
 
 
 def pack(runs: list[Path], out: Path, rank: int | None = None, dtype: torch.dtype | None = None,
-         delta_dtype: torch.dtype | None = None) -> dict:
+         delta_dtype: torch.dtype | None = None, last_weight: float = 1.0) -> dict:
     """Write the shipped file from stage runs (oldest first); returns a summary. `rank` truncates
     each stacked delta (see `truncate`); `dtype` casts every floating tensor in the file, and
-    `delta_dtype` (default: `dtype`) the delta factors."""
-    from safetensors import safe_open
+    `delta_dtype` (default: `dtype`) the delta factors. `last_weight` w < 1 packs the weight average
+    (1 - w) * before + w * after of the last stage (a model soup, WiSE-FT): its delta scaled by w and
+    its memory weights interpolated with the stage before's."""
     from safetensors.torch import save_file
 
+    if not 0.0 <= last_weight <= 1.0 or (last_weight != 1.0 and len(runs) < 2):
+        raise ValueError(f"last_weight {last_weight}: needs 0 <= w <= 1 and an earlier stage to weigh against")
     stacked: dict[str, tuple[list, list]] = {}
-    for run in runs:
+    for i, run in enumerate(runs):
+        w = last_weight if i == len(runs) - 1 else 1.0
         if run.is_file() or (run / "lora.safetensors").is_file():
             for name, (a, b) in stage_deltas(run).items():
                 stacked.setdefault(name, ([], []))[0].append(a)
-                stacked[name][1].append(b)
-    with safe_open(str(_weights_file(runs[-1])), framework="pt") as f:
-        metadata = dict(f.metadata() or {})
-        tensors = {k: f.get_tensor(k) for k in f.keys() if not k.startswith(DELTA_PREFIX)}
+                stacked[name][1].append(b * w)
+    metadata, tensors = _memory_tensors(runs[-1])
+    if last_weight != 1.0:
+        _, before = _memory_tensors(runs[-2])
+        if before.keys() != tensors.keys():
+            raise ValueError(f"{runs[-2]} and {runs[-1]} hold different memory weights: not one lineage")
+        tensors = {k: (last_weight * v.float() + (1 - last_weight) * before[k].float()).to(v.dtype)
+                   if v.is_floating_point() else v for k, v in tensors.items()}
     errors = []
     for name, (a_list, b_list) in stacked.items():
         a, b = torch.cat(a_list, 0).contiguous(), torch.cat(b_list, 1).contiguous()
@@ -110,6 +118,9 @@ def pack(runs: list[Path], out: Path, rank: int | None = None, dtype: torch.dtyp
 
     tensors = {k: cast(k, v) for k, v in tensors.items()}
     metadata["training"] = STAGE_SEPARATOR.join(_training_note(r) for r in runs)
+    if last_weight != 1.0:
+        metadata["training"] += f" (weighted {last_weight:g}: averaged with the stage before)"
+        metadata["last_weight"] = str(last_weight)
     metadata["stages"] = json.dumps([s for r in runs for s in _stage_names(r)])
     if rank is not None:
         metadata["delta_rank"] = str(rank)
@@ -123,6 +134,14 @@ def pack(runs: list[Path], out: Path, rank: int | None = None, dtype: torch.dtyp
     if errors:
         summary["delta_rel_error"] = {"max": max(errors), "mean": sum(errors) / len(errors)}
     return summary
+
+
+def _memory_tensors(run: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A stage's metadata and its memory weights (memory modules, new token rows; no deltas)."""
+    from safetensors import safe_open
+
+    with safe_open(str(_weights_file(run)), framework="pt") as f:
+        return dict(f.metadata() or {}), {k: f.get_tensor(k) for k in f.keys() if not k.startswith(DELTA_PREFIX)}
 
 
 def _weights_file(run: Path) -> Path:
@@ -177,12 +196,17 @@ def main() -> None:
                     help="store every tensor in this dtype (default: as trained)")
     ap.add_argument("--delta-dtype", choices=["float32", "bfloat16", "float16"], default=None,
                     help="store the delta factors (most of the file) in this dtype instead")
+    ap.add_argument("--last-weight", type=float, default=1.0, metavar="W",
+                    help="pack (1 - W) * before + W * after of the last stage, a weight average (default 1: all of it)")
     args = ap.parse_args()
     if args.rank is not None and args.rank < 1:
         ap.error("--rank must be at least 1")
+    if not 0.0 <= args.last_weight <= 1.0 or (args.last_weight != 1.0 and len(args.runs) < 2):
+        ap.error("--last-weight needs 0 <= W <= 1 and at least two stages")
     dtype = getattr(torch, args.dtype) if args.dtype else None
     delta_dtype = getattr(torch, args.delta_dtype) if args.delta_dtype else None
-    print(json.dumps(pack(args.runs, args.output, rank=args.rank, dtype=dtype, delta_dtype=delta_dtype)))
+    print(json.dumps(pack(args.runs, args.output, rank=args.rank, dtype=dtype, delta_dtype=delta_dtype,
+                          last_weight=args.last_weight)))
 
 
 if __name__ == "__main__":

@@ -183,3 +183,28 @@ def test_delta_dtype_casts_only_the_factors(tmp_path, tiny_hf_folder, monkeypatc
         for k in f.keys():
             want = g.get_tensor(k)
             assert torch.equal(f.get_tensor(k).float(), want.to(f.get_tensor(k).dtype).float())
+
+
+def test_last_weight_packs_the_average_of_the_last_two_stages(tmp_path, tiny_hf_folder, monkeypatch):
+    """--last-weight 0.5: the pack rebuilds the mean of the two stages' exported models (a model soup,
+    benchmarks/results/training/r24/soup.py), base weights and memory modules alike."""
+    from comet_models.convert import convert_model, load_comet
+    from comet_models.ship import pack
+
+    monkeypatch.setenv("COMET_HOME", str(tmp_path / "home"))
+    torch.set_num_threads(1)
+    s1 = _stage(tmp_path, "s1", tiny_hf_folder, rank=2)
+    s2 = _stage(tmp_path, "s2", tmp_path / "s1" / "model", rank=4)
+    soup = tmp_path / "soup.safetensors"
+    pack([s1, s2], soup, last_weight=0.5)
+    with safe_open(str(soup), "pt") as f:
+        assert f.metadata()["last_weight"] == "0.5" and "weighted 0.5" in f.metadata()["training"]
+    rebuilt = load_comet(convert_model(tiny_hf_folder, tmp_path / "rebuilt", memory_weights=soup))[0].state_dict()
+    one, two = (load_comet(s / "model")[0].state_dict() for s in (s1, s2))
+    moved = 0
+    for k, v in rebuilt.items():
+        assert torch.allclose(v.float(), (one[k].float() + two[k].float()) / 2, atol=1e-6), k
+        moved += not torch.equal(one[k], two[k])
+    assert moved > 4  # the second stage changed base and memory weights: the check can fail
+    with pytest.raises(ValueError, match="an earlier stage"):
+        pack([s2], tmp_path / "x.safetensors", last_weight=0.5)
