@@ -48,6 +48,8 @@ def main(run: str = "repeat") -> None:
     print()
     for length in sorted({k[0] for k in new}):
         ids = sorted(k for k in new if k[0] == length and k in old)
+        if not ids:
+            continue
         won = [f"{new[i]['key']} (shipped {old[i]['answer']!r})" for i in ids if new[i]["correct"] and not old[i]["correct"]]
         lost = [f"{new[i]['key']} ({new[i]['answer']!r})" for i in ids if old[i]["correct"] and not new[i]["correct"]]
         print(f"- {length:,}, beam 4: won {', '.join(won) or 'none'}; lost {', '.join(lost) or 'none'}")
