@@ -24,8 +24,8 @@ CoMeT's memory budget, base weights).
     #   without the lead as `comet ask --reads N` reads; trained-lead-readsN the same with it
     # trained rows answer as `comet ask` does, a short answer picked among a beam's whole answers
     #   (`comet eval --beam 4`, results/<task>/...-beam4.jsonl); a -greedy suffix (trained-greedy,
-    #   trained-nolead-reads3-greedy) reads the greedy rows measured before the beam, and for a sample
-    #   read only with the beam, the greedy answers its rows keep (the same read, decoded greedily)
+    #   trained-nolead-reads3-greedy) reads the greedy rows measured before the beam; a sample read only
+    #   with the beam is added to them from the greedy answers its rows keep (the same read), not read again
 """
 from __future__ import annotations
 
@@ -78,6 +78,8 @@ def run_method(name: str, args) -> list[dict]:
     tag += f"-beam{beam}" if beam > 1 else ""  # greedy rows keep their files
     out = RESULTS / args.task / f"{tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
+    if trained and m.group(3):
+        adopt_greedy(out, out.with_name(f"{out.stem}-beam{ANSWER_BEAM}.jsonl"))
     t = time.time()
     counts = () if args.cached else sorted(set(args.samples.values()))
     for n in counts:  # one `comet eval` per sample count
@@ -90,13 +92,24 @@ def run_method(name: str, args) -> list[dict]:
         cmd += ["--beam", str(beam)] if method == "comet" else []
         subprocess.run(cmd + (["--model", model] if model else []), check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     print(f"{name}: {time.time() - t:.0f} s", file=sys.stderr, flush=True)
-    rows = read_rows(out)
-    if trained and m.group(3):  # a sample read with the beam only: its rows' greedy answers, from the same read
-        have = {(r["length"], r["sample"]) for r in rows}
-        rows += [{**r, "answer": r["greedy_answer"], "correct": r["greedy_correct"]}
-                 for r in read_rows(out.with_name(f"{out.stem}-beam{ANSWER_BEAM}.jsonl"))
-                 if (r["length"], r["sample"]) not in have and "greedy_answer" in r]
-    return [r for r in rows if r["sample"] < args.samples.get(r["length"], 0)]
+    return [r for r in read_rows(out) if r["sample"] < args.samples.get(r["length"], 0)]
+
+
+def adopt_greedy(out: Path, beam: Path) -> None:
+    """Append to the greedy rows' file `out`, under its own ids, every sample that only `beam` has read:
+    its rows' greedy answers (the same read, decoded greedily), so `comet eval` does not read it again."""
+    have = {json.loads(line)["id"] for line in out.read_text().splitlines()} if out.exists() else set()
+    tag = f"+beam{ANSWER_BEAM}"
+    lines = []
+    for line in beam.read_text().splitlines() if beam.exists() else []:
+        item = json.loads(line)
+        rows = [{k: v for k, v in r.items() if not k.startswith("greedy_")} | {"answer": r["greedy_answer"],
+                "correct": r["greedy_correct"]} for r in item["rows"] if "greedy_answer" in r]
+        if item["id"].replace(tag, "") not in have and len(rows) == len(item["rows"]) > 0:
+            lines.append(json.dumps({"id": item["id"].replace(tag, ""), "rows": rows}) + "\n")
+    if lines:
+        with out.open("a") as f:
+            f.writelines(lines)
 
 
 def read_rows(path: Path) -> list[dict]:

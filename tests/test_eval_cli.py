@@ -338,5 +338,7 @@ def test_grid_greedy_rows_take_a_beam_only_samples_greedy_answers(tmp_path, monk
     assert [(r["sample"], r["answer"], r["correct"]) for r in greedy] == \
         [(0, "21055", True), (0, "1", False), (1, "20155", False), (1, "21055", True)]
     assert [r["answer"] for r in grid.run_method("trained", args)] == ["21055"] * 4
+    assert len(grid.run_method("trained-greedy", args)) == 4  # adopted once, under the greedy id
+    assert '"id": "x:1"' in (tmp_path / "passkey" / "trained-m-bfloat16-lead.jsonl").read_text()
     args.samples = {4096: 1}
     assert len(grid.run_method("trained-greedy", args)) == 2
