@@ -320,9 +320,10 @@ def recipe_to_yaml(recipe: Recipe) -> str:
 # (parallel.*: the pipeline schedule is exact, METHOD.md 13).
 VOLATILE_KEYS = ("train.steps", "train.log_every", "train.output_dir", "train.device", "train.max_minutes",
                  "checkpoint", "eval", "parallel")
-# Keys added after checkpoints existed: left out of the fingerprint at their default, so those resume.
+# Keys added after checkpoints existed: left out of the fingerprint at their default, so those resume
+# ("*": every item of a list).
 LATER_DEFAULTS = {"train.fifo_dropout": 0.0, "train.gate_dilation": 1.0, "data.whole_chunks": True,
-                  "data.opening_tokens": 0, "memory.initial_state": None}
+                  "data.opening_tokens": 0, "memory.initial_state": None, "data.sources.*.keys": "any"}
 
 
 def recipe_fingerprint(recipe: Recipe) -> str:
@@ -335,11 +336,12 @@ def recipe_fingerprint(recipe: Recipe) -> str:
             section = section[part]
         section.pop(last, None)
     for key, default in LATER_DEFAULTS.items():
-        section_name, last = key.split(".")
-        if d[section_name].get(last) == default:
-            d[section_name].pop(last)
-    for src in d["data"]["sources"]:  # a source's `keys` came later too
-        if src.get("keys") == "any":
-            src.pop("keys")
+        *path, last = key.split(".")
+        sections = [d]
+        for part in path:
+            sections = [x for s in sections for x in (s if part == "*" else [s[part]])]
+        for section in sections:
+            if section.get(last) == default:
+                section.pop(last)
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
