@@ -201,12 +201,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.rank is not None and args.rank < 1:
         ap.error("--rank must be at least 1")
-    if not 0.0 <= args.last_weight <= 1.0 or (args.last_weight != 1.0 and len(args.runs) < 2):
-        ap.error("--last-weight needs 0 <= W <= 1 and at least two stages")
     dtype = getattr(torch, args.dtype) if args.dtype else None
     delta_dtype = getattr(torch, args.delta_dtype) if args.delta_dtype else None
-    print(json.dumps(pack(args.runs, args.output, rank=args.rank, dtype=dtype, delta_dtype=delta_dtype,
-                          last_weight=args.last_weight)))
+    try:
+        summary = pack(args.runs, args.output, rank=args.rank, dtype=dtype, delta_dtype=delta_dtype,
+                       last_weight=args.last_weight)
+    except ValueError as e:  # pack's own checks (--last-weight), one line
+        ap.error(str(e))
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":
