@@ -2,7 +2,7 @@
 the same pass keys: one read with the lead, bfloat16, each row answered with the beam and greedily (`comet
 eval --beam 4` keeps both), keys split by whether they repeat a digit.
 
-    python benchmarks/results/training/r24/tally.py [repeat|soup]   # -> a markdown table on stdout
+    python benchmarks/results/training/r24/tally.py [repeat|soup|soup-r64]   # -> a markdown table on stdout
 """
 from __future__ import annotations
 
@@ -12,17 +12,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SHIPPED = HERE.parents[1] / "passkey" / "trained-shipped-6fe39f3d-bfloat16-lead-beam4.jsonl"
+sys.path.insert(0, str(HERE.parents[2]))
+from passkey_grid import read_rows  # noqa: E402
 
 
 def rows(paths) -> dict:
     """{(length, sample, depth): row} from `comet eval` JSONL files (missing files give nothing)."""
-    out = {}
-    for path in paths:
-        if path.exists():
-            for line in path.read_text().splitlines():
-                for r in json.loads(line)["rows"]:
-                    out[(r["length"], r["sample"], r["depth"])] = r
-    return out
+    return {(r["length"], r["sample"], r["depth"]): r for path in paths for r in read_rows(path)}
 
 
 def count(rs, field, keys) -> str:
@@ -37,22 +33,19 @@ def main(run: str = "repeat") -> None:
              "five different": lambda k: len(set(k)) == 5}
     print("| tokens | keys | answer | " + " | ".join(f"{k}: shipped / {run}" for k in kinds) + " |")
     print("|---:|---:|---|" + "---:|" * len(kinds))
+    changes = []
     for length in sorted({k[0] for k in new}):
-        ids = [k for k in new if k[0] == length and k in old]
+        ids = sorted(k for k in new if k[0] == length and k in old)
         if not ids:  # read only by the new model (64k: the shipped default has no beam rows there)
             continue
         for field, name in (("correct", "beam 4"), ("greedy_correct", "greedy")):
             cells = [f"{count([old[i] for i in ids], field, f)} / **{count([new[i] for i in ids], field, f)}**"
                      for f in kinds.values()]
             print(f"| {length:,} | {len(ids)} | {name} | " + " | ".join(cells) + " |")
-    print()
-    for length in sorted({k[0] for k in new}):
-        ids = sorted(k for k in new if k[0] == length and k in old)
-        if not ids:
-            continue
         won = [f"{new[i]['key']} (shipped {old[i]['answer']!r})" for i in ids if new[i]["correct"] and not old[i]["correct"]]
         lost = [f"{new[i]['key']} ({new[i]['answer']!r})" for i in ids if old[i]["correct"] and not new[i]["correct"]]
-        print(f"- {length:,}, beam 4: won {', '.join(won) or 'none'}; lost {', '.join(lost) or 'none'}")
+        changes.append(f"- {length:,}, beam 4: won {', '.join(won) or 'none'}; lost {', '.join(lost) or 'none'}")
+    print("\n" + "\n".join(changes))
 
 
 if __name__ == "__main__":
