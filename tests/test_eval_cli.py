@@ -172,7 +172,7 @@ def test_passkey_results_resume_from_out(tmp_path, capsys, tiny_comet_folder):
     assert [a["id"] for a in added] == ["passkey:comet:200:2:0"]
     # a beam's rows keep the greedy answer beside theirs; greedy rows have only theirs
     beam_rows = [json.loads(x) for x in lines][0]["rows"]
-    assert all({"greedy_answer", "greedy_correct"} <= set(r) for r in beam_rows)
+    assert all({"greedy_answer", "greedy_correct", "key_lp", "rival_lp"} <= set(r) for r in beam_rows)
     assert all("greedy_answer" not in r for r in added[0]["rows"])
 
 
@@ -342,3 +342,29 @@ def test_grid_greedy_rows_take_a_beam_only_samples_greedy_answers(tmp_path, monk
     assert '"id": "x:1"' in (tmp_path / "passkey" / "trained-m-bfloat16-lead.jsonl").read_text()
     args.samples = {4096: 1}
     assert len(grid.run_method("trained-greedy", args)) == 2
+
+
+def test_key_scores_put_the_key_and_its_best_rival_on_the_answers_scale(tiny):
+    """key_lp is the key's summed log-probability over the reads per token (its end of turn counted),
+    as runtime.ranking ranks answers; rival_lp the likeliest candidate that is not right, taken from
+    the weighed totals, or scored when answer_ids left it unscored (a lone candidate)."""
+    from comet_models.runtime import feed, score
+
+    model, tok = tiny
+    ans = Answerer(model, tok, "comet", max_new_tokens=4, reads=2)
+    prefix, suffix = ans.frame("What is the pass key?")
+    states = [feed(model, st, ans.encode(DOC[:900])) for st in ans.open(prefix)]
+    key, wrong, longer = ans.encode("12345"), ans.encode("99999"), ans.encode("12345 at noon")
+
+    def slow(ids):  # one read at a time, straight from runtime.score
+        return sum(score(model, st, suffix, ids, 12, stop=ans.stop) for st in states) / (len(ids) + 1)
+
+    right = lambda text: "12345" in text  # noqa: E731
+    ans._weighed = ([key, wrong, longer], [-50.0, -3.0, -1.0])
+    got = ans.key_scores(states, suffix, "12345", right, 12)
+    assert got["key_lp"] == pytest.approx(slow(key), abs=1e-4) and got["key_lp"] < 0
+    assert got["rival_lp"] == pytest.approx(-3.0 / (len(wrong) + 1), abs=1e-4)  # "12345 at noon" is right
+    ans._weighed = ([wrong], None)  # a lone candidate comes unscored
+    assert ans.key_scores(states, suffix, "12345", right, 12)["rival_lp"] == pytest.approx(slow(wrong), abs=1e-4)
+    ans._weighed = ([key], None)  # nothing wrong was weighed
+    assert ans.key_scores(states, suffix, "12345", right, 12)["rival_lp"] is None

@@ -47,6 +47,7 @@ class Answerer:
         cfg = self.model.comet_config
         self.banned = [cfg.placeholder_id, cfg.temp_beacon_id] + list(cfg.global_beacon_ids)
         self._states: dict = {}  # the last document's memory state
+        self._weighed: tuple = ([], None)  # answer_ids' last candidates and their log-probabilities
 
     @property
     def run_tag(self) -> str:
@@ -68,9 +69,30 @@ class Answerer:
         from comet_models.runtime import ranking, weigh
 
         cands, totals, n_greedy = weigh(self.model, states, suffix, max_new_tokens, set(self.stop), width=self.beam)
+        self._weighed = (cands, totals)
         order = [0] if totals is None else ranking(cands, totals, max_new_tokens, True)
         plain = cands[next(i for i in order if i < n_greedy)]
         return cands[order[0]], (plain if self.beam > 1 else None)
+
+    def key_scores(self, states: list, suffix: list[int], key: str, correct, max_new_tokens: int) -> dict:
+        """How surely the memories hold `key`, after answer_ids on the same states: `key_lp`, the
+        log-probability per token (nats; the key's tokens and an end of turn, summed over the reads, the
+        scale runtime.ranking ranks answers on) of answering exactly the key, and `rival_lp`, the same for
+        the likeliest wrong answer answer_ids weighed (None when every one was right). Right and wrong
+        flip on a small change where the two are close; their difference moves smoothly, so two models
+        compare on it read by read (benchmarks/results/training/r24/README.md)."""
+        from comet_models.runtime import score
+
+        def per_token(ids: list[int]) -> float:
+            total = sum(score(self.model, st, suffix, ids, max_new_tokens, stop=self.stop) for st in states)
+            return total / (len(ids) + 1)
+
+        cands, totals = self._weighed
+        rivals = [c for c in cands if not correct(self.tokenizer.decode(c, skip_special_tokens=True))]
+        known = {} if totals is None else {tuple(c): t / (len(c) + 1) for c, t in zip(cands, totals)}
+        rival = max((known[tuple(c)] if tuple(c) in known else per_token(c) for c in rivals), default=None)
+        return {"key_lp": round(per_token(self.encode(key)), 4),
+                "rival_lp": None if rival is None else round(rival, 4)}
 
     # -- shared pieces --------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:

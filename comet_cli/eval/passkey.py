@@ -132,6 +132,7 @@ def _comet_sample(ans: Answerer, item, needle, fill, prefix, suffix, cuts, lengt
         if plain is not None:  # the beam's row also keeps the answer without it
             greedy = ans.tokenizer.decode(plain, skip_special_tokens=True)
             rows[-1].update(greedy_answer=greedy.strip()[:80], greedy_correct=bool(item.correct(greedy)))
+        rows[-1].update(ans.key_scores(forks, suffix, key, item.correct, 12))
         progress(_answered(rows[-1]))
         if resume:
             resume.save_trunk(trunks, key, done, rows)
