@@ -2,7 +2,11 @@
 the same pass keys: one read with the lead, bfloat16, each row answered with the beam and greedily (`comet
 eval --beam 4` keeps both), keys split by whether they repeat a digit.
 
-    python benchmarks/results/training/r24/tally.py [repeat|soup|soup-r64]   # -> a markdown table on stdout
+    python benchmarks/results/training/r24/tally.py [repeat|soup|soup-r64|soup2]   # -> markdown on stdout
+
+Rows that carry key_lp (comet eval since it records them: soup2, and the shipped default read again into
+shipped-*.jsonl with the same answers) are also compared read by read on it: how surely each model holds
+the key, where exact matches flip near a tie.
 """
 from __future__ import annotations
 
@@ -46,6 +50,30 @@ def main(run: str = "repeat") -> None:
         lost = [f"{new[i]['key']} ({new[i]['answer']!r})" for i in ids if old[i]["correct"] and not new[i]["correct"]]
         changes.append(f"- {length:,}, beam 4: won {', '.join(won) or 'none'}; lost {', '.join(lost) or 'none'}")
     print("\n" + "\n".join(changes))
+    margins(new, rows(sorted(HERE.glob("shipped-bfloat16-lead-beam4-*.jsonl"))), run)
+
+
+def margins(new: dict, old: dict, run: str) -> None:
+    """Per length, over the reads both files hold with key_lp: the mean key_lp of each, on how many
+    reads the new one's is higher, and the mean margin key_lp - rival_lp (reads where a wrong answer
+    was weighed by both)."""
+    ids = [i for i in new if i in old and "key_lp" in new[i] and "key_lp" in old[i]]
+    if not ids:
+        return
+    print(f"\n| tokens | reads | mean key_lp: shipped / {run} | key_lp higher / lower | "
+          f"margin (key_lp - rival_lp): shipped / {run} |")
+    print("|---:|---:|---:|---:|---:|")
+    for length in sorted({i[0] for i in ids}):
+        at = [i for i in ids if i[0] == length]
+        mean = lambda rs: sum(r["key_lp"] for r in rs) / len(rs)  # noqa: E731
+        up = sum(new[i]["key_lp"] > old[i]["key_lp"] for i in at)
+        down = sum(new[i]["key_lp"] < old[i]["key_lp"] for i in at)
+        both = [i for i in at if new[i]["rival_lp"] is not None and old[i]["rival_lp"] is not None]
+        gap = lambda r: r["key_lp"] - r["rival_lp"]  # noqa: E731
+        m_old = sum(gap(old[i]) for i in both) / max(len(both), 1)
+        m_new = sum(gap(new[i]) for i in both) / max(len(both), 1)
+        print(f"| {length:,} | {len(at)} | {mean([old[i] for i in at]):.3f} / **{mean([new[i] for i in at]):.3f}** "
+              f"| {up} / {down} | {m_old:.3f} / **{m_new:.3f}** ({len(both)} reads) |")
 
 
 if __name__ == "__main__":
