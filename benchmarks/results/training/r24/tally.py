@@ -2,7 +2,7 @@
 the same pass keys: one read with the lead, bfloat16, each row answered with the beam and greedily (`comet
 eval --beam 4` keeps both), keys split by whether they repeat a digit.
 
-    python benchmarks/results/training/r24/tally.py [repeat|soup|soup-r64|soup2]   # -> markdown on stdout
+    python benchmarks/results/training/r24/tally.py [repeat|soup|soup-r64|soup2|w0.25|w0.75|w1]   # -> markdown on stdout
 
 Rows that carry key_lp (comet eval since it records them: soup2, and the shipped default read again into
 shipped-*.jsonl with the same answers) are also compared read by read on it: how surely each model holds
