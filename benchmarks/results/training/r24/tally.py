@@ -40,7 +40,7 @@ def main(run: str = "repeat") -> None:
     changes = []
     for length in sorted({k[0] for k in new}):
         ids = sorted(k for k in new if k[0] == length and k in old)
-        if not ids:  # read only by the new model (64k: the shipped default has no beam rows there)
+        if not ids:  # read only by the new model
             continue
         for field, name in (("correct", "beam 4"), ("greedy_correct", "greedy")):
             cells = [f"{count([old[i] for i in ids], field, f)} / **{count([new[i] for i in ids], field, f)}**"
