@@ -47,7 +47,6 @@ class Answerer:
         cfg = self.model.comet_config
         self.banned = [cfg.placeholder_id, cfg.temp_beacon_id] + list(cfg.global_beacon_ids)
         self._states: dict = {}  # the last document's memory state
-        self._weighed: tuple = ([], None)  # answer_ids' last candidates and their log-probabilities
 
     @property
     def run_tag(self) -> str:
@@ -61,21 +60,21 @@ class Answerer:
         dtype = next(self.model.parameters()).dtype
         return tag if dtype == torch.float32 else f"{tag}@{str(dtype).removeprefix('torch.')}"
 
-    def answer_ids(self, states: list, suffix: list[int], max_new_tokens: int) -> tuple[list[int], list[int] | None]:
+    def answer_ids(self, states: list, suffix: list[int], max_new_tokens: int) -> tuple[list[int], list[int] | None, tuple]:
         """The answer's ids from the memories (runtime.answer with this beam) and, when the beam is on,
         also the answer without it (greedy, and with several reads the pick among their greedy answers),
         so one run measures both: the best of the candidates greedy decoding gave (runtime.weigh), which
-        rank among themselves as they rank among all."""
+        rank among themselves as they rank among all. Third: the weighed (candidates, totals), for key_scores."""
         from comet_models.runtime import ranking, weigh
 
         cands, totals, n_greedy = weigh(self.model, states, suffix, max_new_tokens, set(self.stop), width=self.beam)
-        self._weighed = (cands, totals)
         order = [0] if totals is None else ranking(cands, totals, max_new_tokens, True)
         plain = cands[next(i for i in order if i < n_greedy)]
-        return cands[order[0]], (plain if self.beam > 1 else None)
+        return cands[order[0]], (plain if self.beam > 1 else None), (cands, totals)
 
-    def key_scores(self, states: list, suffix: list[int], key: str, correct, max_new_tokens: int) -> dict:
-        """How surely the memories hold `key`, after answer_ids on the same states: `key_lp`, the
+    def key_scores(self, states: list, suffix: list[int], key: str, correct, max_new_tokens: int,
+                   weighed: tuple) -> dict:
+        """How surely the memories hold `key`, from answer_ids' `weighed` on the same states: `key_lp`, the
         log-probability per token (nats; the key's tokens and an end of turn, summed over the reads, the
         scale runtime.ranking ranks answers on) of answering exactly the key, and `rival_lp`, the same for
         the likeliest wrong answer answer_ids weighed (None when every one was right). Right and wrong
@@ -87,11 +86,12 @@ class Answerer:
             total = sum(score(self.model, st, suffix, ids, max_new_tokens, stop=self.stop) for st in states)
             return total / (len(ids) + 1)
 
-        cands, totals = self._weighed
-        rivals = [c for c in cands if not correct(self.tokenizer.decode(c, skip_special_tokens=True))]
+        cands, totals = weighed
         known = {} if totals is None else {tuple(c): t / (len(c) + 1) for c, t in zip(cands, totals)}
-        rival = max((known[tuple(c)] if tuple(c) in known else per_token(c) for c in rivals), default=None)
-        return {"key_lp": round(per_token(self.encode(key)), 4),
+        lp = lambda ids: known[tuple(ids)] if tuple(ids) in known else per_token(ids)  # noqa: E731 (weighed: not again)
+        rivals = [c for c in cands if not correct(self.tokenizer.decode(c, skip_special_tokens=True))]
+        rival = max((lp(c) for c in rivals), default=None)
+        return {"key_lp": round(lp(self.encode(key)), 4),
                 "rival_lp": None if rival is None else round(rival, 4)}
 
     # -- shared pieces --------------------------------------------------------------------------

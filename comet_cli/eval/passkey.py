@@ -126,13 +126,13 @@ def _comet_sample(ans: Answerer, item, needle, fill, prefix, suffix, cuts, lengt
         rest = needle + fill[pos:]
         forks = [resume.feed(ans.model, st, rest, key, depth, r, lambda m: progress(f"length {length:,} {m}"))
                  if resume else feed(ans.model, st, rest) for r, st in enumerate(trunks)]
-        ids, plain = ans.answer_ids(forks, suffix, 12)
+        ids, plain, weighed = ans.answer_ids(forks, suffix, 12)
         text = ans.tokenizer.decode(ids, skip_special_tokens=True)
         rows.append(_row(length, depth, sample, key, text, item.correct(text), time.time() - t0))
         if plain is not None:  # the beam's row also keeps the answer without it
             greedy = ans.tokenizer.decode(plain, skip_special_tokens=True)
             rows[-1].update(greedy_answer=greedy.strip()[:80], greedy_correct=bool(item.correct(greedy)))
-        rows[-1].update(ans.key_scores(forks, suffix, key, item.correct, 12))
+        rows[-1].update(ans.key_scores(forks, suffix, key, item.correct, 12, weighed))
         progress(_answered(rows[-1]))
         if resume:
             resume.save_trunk(trunks, key, done, rows)
