@@ -5,7 +5,7 @@ eval --beam 4` keeps both), keys split by whether they repeat a digit.
     python benchmarks/results/training/r24/tally.py [repeat|soup|soup-r64|soup2|w0.25|w0.75|w1]   # -> markdown on stdout
 
 Rows that carry key_lp (comet eval since it records them: soup2, and the shipped default read again into
-shipped-*.jsonl with the same answers) are also compared read by read on it: how surely each model holds
+shipped-*.jsonl with the same answers; its 256k rows were read only there) are also compared read by read on it: how surely each model holds
 the key, where exact matches flip near a tie.
 """
 from __future__ import annotations
@@ -32,7 +32,8 @@ def count(rs, field, keys) -> str:
 
 def main(run: str = "repeat") -> None:
     new = rows(sorted(HERE.glob(f"{run}-bfloat16-lead-beam4-*.jsonl")))
-    old = rows([SHIPPED])
+    reread = sorted(HERE.glob("shipped-bfloat16-lead-beam4-*.jsonl"))
+    old = rows([SHIPPED, *reread])  # the re-reads answer as the grid's rows where both exist; 256k only there
     kinds = {"all": lambda k: True, "repeat a digit": lambda k: len(set(k)) < 5,
              "five different": lambda k: len(set(k)) == 5}
     print("| tokens | keys | answer | " + " | ".join(f"{k}: shipped / {run}" for k in kinds) + " |")
@@ -50,7 +51,7 @@ def main(run: str = "repeat") -> None:
         lost = [f"{new[i]['key']} ({new[i]['answer']!r})" for i in ids if old[i]["correct"] and not new[i]["correct"]]
         changes.append(f"- {length:,}, beam 4: won {', '.join(won) or 'none'}; lost {', '.join(lost) or 'none'}")
     print("\n" + "\n".join(changes))
-    margins(new, rows(sorted(HERE.glob("shipped-bfloat16-lead-beam4-*.jsonl"))), run)
+    margins(new, rows(reread), run)
 
 
 def margins(new: dict, old: dict, run: str) -> None:
