@@ -364,8 +364,8 @@ def test_key_scores_put_the_key_and_its_best_rival_on_the_answers_scale(tiny):
     assert got["key_lp"] == pytest.approx(slow(key), abs=1e-4) and got["key_lp"] < 0
     # a weighed key is not scored again: its weighed total is taken
     weighed = ([key, wrong, longer], [-50.0, -3.0, -1.0])
-    assert ans.key_scores(states, suffix, "12345", right, 12, weighed)["key_lp"] == pytest.approx(-50.0 / (len(key) + 1), abs=1e-4)
     got = ans.key_scores(states, suffix, "12345", right, 12, weighed)
+    assert got["key_lp"] == pytest.approx(-50.0 / (len(key) + 1), abs=1e-4)
     assert got["rival_lp"] == pytest.approx(-3.0 / (len(wrong) + 1), abs=1e-4)  # "12345 at noon" is right
     # a lone candidate comes unscored
     assert ans.key_scores(states, suffix, "12345", right, 12, ([wrong], None))["rival_lp"] == pytest.approx(slow(wrong), abs=1e-4)

@@ -82,16 +82,18 @@ class Answerer:
         compare on it read by read (benchmarks/results/training/r24/README.md)."""
         from comet_models.runtime import score
 
-        def per_token(ids: list[int]) -> float:
+        cands, totals = weighed
+        known = {} if totals is None else {tuple(c): t / (len(c) + 1) for c, t in zip(cands, totals)}
+
+        def per_token(ids: list[int]) -> float:  # a weighed answer takes its total, not scored again
+            if tuple(ids) in known:
+                return known[tuple(ids)]
             total = sum(score(self.model, st, suffix, ids, max_new_tokens, stop=self.stop) for st in states)
             return total / (len(ids) + 1)
 
-        cands, totals = weighed
-        known = {} if totals is None else {tuple(c): t / (len(c) + 1) for c, t in zip(cands, totals)}
-        lp = lambda ids: known[tuple(ids)] if tuple(ids) in known else per_token(ids)  # noqa: E731 (weighed: not again)
         rivals = [c for c in cands if not correct(self.tokenizer.decode(c, skip_special_tokens=True))]
-        rival = max((lp(c) for c in rivals), default=None)
-        return {"key_lp": round(lp(self.encode(key)), 4),
+        rival = max((per_token(c) for c in rivals), default=None)
+        return {"key_lp": round(per_token(self.encode(key)), 4),
                 "rival_lp": None if rival is None else round(rival, 4)}
 
     # -- shared pieces --------------------------------------------------------------------------

@@ -5,8 +5,8 @@ eval --beam 4` keeps both), keys split by whether they repeat a digit.
     python benchmarks/results/training/r24/tally.py [repeat|soup|soup-r64|soup2|w0.25|w0.75|w1]   # -> markdown on stdout
 
 Rows that carry key_lp (comet eval since it records them: soup2, and the shipped default read again into
-shipped-*.jsonl with the same answers; its 256k rows were read only there) are also compared read by read on it: how surely each model holds
-the key, where exact matches flip near a tie.
+shipped-*.jsonl with the same answers; its 256k rows were read only there) are also compared read by
+read on it: how surely each model holds the key, where exact matches flip near a tie.
 """
 from __future__ import annotations
 
