@@ -142,6 +142,28 @@ def test_passkey_sample_ranges_split_a_grid(tmp_path, capsys, tiny_comet_folder)
         assert code == 2 and f"{bad!r}" in err and "Traceback" not in err
 
 
+def test_passkey_explicit_depths_read_the_grids_cells(tmp_path, capsys, tiny_comet_folder):
+    """--depths 0.5 reads one cell of the --depths 3 grid: the same sample, cut at the same place, so the
+    same key and answer (a 1M cell for one 1M read); bad depths are a usage error that names them."""
+    (tmp_path / "books").mkdir()
+    (tmp_path / "books" / "b.txt").write_text(DOC * 3)
+    base = ["eval", "passkey", "--lengths", "200", "--samples", "2", "--model", str(tiny_comet_folder),
+            "--data", str(tmp_path), "--json", "-q"]
+    rows = lambda f: {(r["sample"], r["depth"]): (r["key"], r["answer"])  # noqa: E731
+                      for x in f.read_text().splitlines() for r in json.loads(x)["rows"]}
+    grid, cell = tmp_path / "grid.jsonl", tmp_path / "cell.jsonl"
+    assert run_cli(base + ["--depths", "3", "--out", str(grid)], capsys)[0] == 0
+    code, stdout, _ = run_cli(base + ["--depths", "0.5", "--out", str(cell)], capsys)
+    assert code == 0 and json.loads(stdout)["items"] == 2
+    got = rows(cell)
+    assert sorted(got) == [(0, 0.5), (1, 0.5)]
+    assert got == {k: v for k, v in rows(grid).items() if k[1] == 0.5}
+    assert all(":at0.5:" in json.loads(x)["id"] for x in cell.read_text().splitlines())
+    for bad in ("0", "1.5", "0.5,x", "1,2"):
+        code, _, err = run_cli(base + ["--depths", bad], capsys)
+        assert code == 2 and f"{bad!r}" in err and "Traceback" not in err
+
+
 def test_passkey_results_resume_from_out(tmp_path, capsys, tiny_comet_folder):
     out = tmp_path / "pk.jsonl"
     args = ["eval", "passkey", "--lengths", "200", "--depths", "2", "--model", str(tiny_comet_folder),

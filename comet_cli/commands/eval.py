@@ -34,6 +34,31 @@ class SamplesParam(click.ParamType):
         return got
 
 
+class DepthsParam(click.ParamType):
+    """--depths N (N depths from 0 to 1, the grid) or explicit depths like 0.5 or 0.25,0.75 (a dot in each):
+    one cell of a long grid costs one read of its length instead of the whole sample's. Converts to
+    (tag, depths); the tag goes in each sample's id (N itself for a grid, so earlier --out files resume)."""
+
+    name = "N|D,D.."
+
+    def convert(self, value, param, ctx) -> tuple[str, list[float]]:
+        from comet_cli.eval.passkey import depths_grid
+
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        if re.fullmatch(r"\d+", text) and int(text) >= 1:
+            return text, depths_grid(int(text))
+        try:
+            got = [float(x) for x in text.split(",")]
+        except ValueError:
+            got = []
+        if not got or not all("." in x and 0.0 <= d <= 1.0 for x, d in zip(text.split(","), got)):
+            self.fail(f"{value!r}: expected a count of depths like 5, or depths from 0 to 1 like 0.5 or 0.25,0.75",
+                      param, ctx)
+        return "at" + ",".join(f"{d:g}" for d in got), got
+
+
 def _default_data() -> Path:
     from comet_cli.finetune.sources import default_data_dir
 
@@ -58,8 +83,9 @@ def _default_data() -> Path:
                    "read, every 32k tokens).")
 @click.option("--lengths", default="4096,16384", show_default=True,
               help="passkey/babilong: input lengths in tokens.")
-@click.option("--depths", type=click.IntRange(1), default=5, show_default=True,
-              help="passkey/babilong: depths from 0 to 1.")
+@click.option("--depths", type=DepthsParam(), default="5", show_default=True,
+              help="passkey/babilong: N depths from 0 to 1, or the depths to read, like 0.5 or 0.25,0.75 "
+                   "(one cell of a 1M grid: one 1M read instead of a whole sample's 3.5M tokens).")
 @click.option("--samples", type=SamplesParam(), default="1", show_default=True,
               help="passkey/babilong: samples per cell (0 to N-1), or A-B: only samples A to B, to split "
                    "a grid over processes that share --out.")
@@ -93,6 +119,7 @@ def eval_cmd(task, method, model_dir, limit, data_dir, window, max_new_tokens, o
       comet eval qmsum --limit 5
       comet eval qmsum --limit 5 --method truncate --model base-untrained
       comet eval passkey --lengths 4096,16384,65536 --depths 5 --out pk.jsonl
+      comet eval passkey --lengths 1048576 --depths 0.5 --samples 1-1 --out pk1m.jsonl
       comet eval babilong --lengths 4096,16384 --samples 4 --method sliding
     """
     from comet_cli.eval.tasks import TASKS, get_task
@@ -186,7 +213,7 @@ def _task(ans, task, data, limit, done, out, quiet) -> list[dict]:
 
 def _grid(task, ans, data, lengths, depths, samples, done, out, quiet) -> list[dict]:
     from comet_cli.errors import InputError
-    from comet_cli.eval.passkey import depths_grid, run_sample
+    from comet_cli.eval.passkey import run_sample
     from comet_cli.eval.resume import SampleResume
 
     try:
@@ -215,10 +242,10 @@ def _grid(task, ans, data, lengths, depths, samples, done, out, quiet) -> list[d
 
         for length in sizes:
             for s in samples:
-                rid = f"{task}:{ans.run_tag}:{length}:{depths}:{s}"
+                rid = f"{task}:{ans.run_tag}:{length}:{depths[0]}:{s}"
                 if rid not in done:
                     resume = SampleResume(f"{out}.partial", rid) if out and ans.method == "comet" else None
-                    got = run_sample(ans, books, length, depths_grid(depths), 0, s, resume=resume,
+                    got = run_sample(ans, books, length, depths[1], 0, s, resume=resume,
                                      progress=note, kind=task, tasks=tasks)
                     done[rid] = {"id": rid, "rows": got}
                     _append(out, done[rid])
